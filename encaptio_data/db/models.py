@@ -1,0 +1,399 @@
+"""The relational data model: SQLAlchemy 2.0 typed ORM, portable between SQLite and PostgreSQL.
+
+Personal data is declared here and nowhere else: a column built with ``personal(...)``
+carries ``info["classification"] = "personal"``, and every consumer (access export,
+erasure, the catalog, PII checks) derives its list from the metadata through
+``personal_columns()``. What belongs to a subject is likewise derived from the foreign
+keys declared here, never from hand-kept lists.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from encaptio_data.db.enums import (
+    BackupKind,
+    BackupStatus,
+    CapsuleStatus,
+    ConsentPurpose,
+    ContentType,
+    DataClassification,
+    EventType,
+    HoldScope,
+    Jurisdiction,
+    OrganizationTier,
+    RequestStatus,
+    RequestType,
+    RestrictionKind,
+    RetentionAction,
+    UserRole,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on both engines.
+
+    SQLite has no timezone type and hands back naive datetimes; normalising here means
+    no caller ever compares an aware and a naive timestamp, and a naive input (whose zone
+    we cannot know) is refused rather than guessed.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:
+    """A string column with a named CHECK constraint, identical on SQLite and PostgreSQL.
+
+    Native PostgreSQL enums would need ALTER TYPE migrations for every new value and do not
+    exist on SQLite; a CHECK constraint is enforced by both engines.
+    """
+    return mapped_column(
+        sa.Enum(enum, native_enum=False, create_constraint=True, length=32, values_callable=lambda e: [m.value for m in e],
+                name=f"ck_{enum.__name__.lower()}", validate_strings=True),
+        **kwargs,
+    )
+
+
+def personal(column: Any, classification: DataClassification = DataClassification.PERSONAL) -> Any:
+    """Mark a column as holding personal (or sensitive) data: the one place this is declared."""
+    column.column.info["classification"] = classification.value
+    return column
+
+
+naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=naming_convention)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSONType, uuid.UUID: sa.Uuid}
+
+
+def _id() -> Any:
+    return mapped_column(sa.Uuid, primary_key=True, default=uuid.uuid4)
+
+
+def _created() -> Any:
+    return mapped_column(UTCDateTime, default=utcnow, nullable=False)
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[uuid.UUID] = _id()
+    name: Mapped[str] = mapped_column(sa.String(200))
+    slug: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    tier: Mapped[OrganizationTier] = enum_column(OrganizationTier, default=OrganizationTier.STANDARD)
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (sa.CheckConstraint("length(slug) > 0", name="slug_not_empty"),)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = _id()
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = personal(mapped_column(sa.String(320)))
+    name: Mapped[str] = personal(mapped_column(sa.String(200)))
+    role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.VIEWER)
+    metadata_: Mapped[dict[str, Any]] = personal(mapped_column("metadata", JSONType, default=dict))
+    # The per-subject data key lives in the key store, never in this database (a backup of
+    # the database must not hold the keys that crypto-shredding destroys); this is its id.
+    data_key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization] = relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("organization_id", "email", name="uq_users_organization_email"),
+        sa.CheckConstraint("email LIKE '%_@_%'", name="email_has_at"),
+        sa.CheckConstraint("email = lower(email)", name="email_lower_case"),
+    )
+
+
+class Capsule(Base):
+    __tablename__ = "capsules"
+
+    id: Mapped[uuid.UUID] = _id()
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    owner_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="RESTRICT"), index=True)
+    title: Mapped[str] = mapped_column(sa.String(300))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    status: Mapped[CapsuleStatus] = enum_column(CapsuleStatus, default=CapsuleStatus.DRAFT)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (
+        sa.CheckConstraint("updated_at >= created_at", name="updated_after_created"),
+        sa.CheckConstraint("published_at IS NULL OR published_at >= created_at", name="published_after_created"),
+        sa.CheckConstraint("status != 'published' OR published_at IS NOT NULL", name="published_has_timestamp"),
+    )
+
+
+class Content(Base):
+    __tablename__ = "content"
+
+    id: Mapped[uuid.UUID] = _id()
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    uploaded_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    type: Mapped[ContentType] = enum_column(ContentType)
+    title: Mapped[str] = mapped_column(sa.String(300), default="")
+    filename: Mapped[str] = mapped_column(sa.String(300), default="")
+    object_key: Mapped[str] = mapped_column(sa.String(1024))
+    object_version: Mapped[str] = mapped_column(sa.String(128))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size_bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    mime_type: Mapped[str] = mapped_column(sa.String(127))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    created_at: Mapped[datetime] = _created()
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+    __table_args__ = (
+        # One row per distinct byte string in a capsule: re-uploading identical bytes is no new work.
+        sa.UniqueConstraint("capsule_id", "sha256", name="uq_content_capsule_sha256"),
+        sa.UniqueConstraint("object_key", "object_version", name="uq_content_object_version"),
+        sa.CheckConstraint("size_bytes >= 0", name="size_not_negative"),
+        sa.CheckConstraint("length(sha256) = 64", name="sha256_length"),
+        sa.CheckConstraint("length(object_key) > 0", name="object_key_not_empty"),
+    )
+
+
+class Interaction(Base):
+    """One end-user session with a capsule; its events hang below it."""
+
+    __tablename__ = "interactions"
+
+    id: Mapped[uuid.UUID] = _id()
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(sa.String(64), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    client: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+
+
+class InteractionEvent(Base):
+    __tablename__ = "interaction_events"
+
+    id: Mapped[uuid.UUID] = _id()
+    interaction_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("interactions.id", ondelete="CASCADE"), index=True)
+    # Denormalised from the interaction: analytics scans events by capsule and day without a join.
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    session_id: Mapped[str] = mapped_column(sa.String(64))
+    event_type: Mapped[EventType] = enum_column(EventType)
+    # Free text typed by end users (queries, chat questions) can hold anything about them.
+    payload: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (sa.Index("ix_interaction_events_capsule_time", "capsule_id", "occurred_at"),)
+
+
+class Consent(Base):
+    """Append-only consent history: the latest row per (user, purpose) is in force."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[ConsentPurpose] = enum_column(ConsentPurpose)
+    granted: Mapped[bool] = mapped_column(sa.Boolean)
+    version: Mapped[str] = mapped_column(sa.String(32))
+    source: Mapped[str] = mapped_column(sa.String(64), default="product")
+    recorded_at: Mapped[datetime] = _created()
+
+    __table_args__ = (sa.Index("ix_consents_user_purpose_time", "user_id", "purpose", "recorded_at"),)
+
+
+class ProcessingRestriction(Base):
+    """Art. 18 restrictions and Art. 21 objections; pipelines exclude subjects with an active one."""
+
+    __tablename__ = "processing_restrictions"
+
+    id: Mapped[uuid.UUID] = _id()
+    user_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[RestrictionKind] = enum_column(RestrictionKind)
+    # NULL purpose: every purpose (a restriction); objections name the purpose objected to.
+    purpose: Mapped[ConsentPurpose | None] = enum_column(ConsentPurpose, nullable=True)
+    reason: Mapped[str] = mapped_column(sa.Text, default="")
+    request_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (sa.CheckConstraint("lifted_at IS NULL OR lifted_at >= created_at", name="lifted_after_created"),)
+
+
+class DataSubjectRequest(Base):
+    __tablename__ = "data_subject_requests"
+
+    id: Mapped[uuid.UUID] = _id()
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    # Set null on erasure so the request row (our proof of having acted) outlives the subject.
+    user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    subject_email: Mapped[str | None] = personal(mapped_column(sa.String(320)))
+    # Keyed hash of the subject's email: lets duplicate requests merge after the email is erased.
+    subject_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
+    type: Mapped[RequestType] = enum_column(RequestType)
+    status: Mapped[RequestStatus] = enum_column(RequestStatus, default=RequestStatus.RECEIVED)
+    jurisdiction: Mapped[Jurisdiction] = enum_column(Jurisdiction, default=Jurisdiction.GDPR)
+    source: Mapped[str] = mapped_column(sa.String(64), default="cli")
+    changes: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+    verification_hash: Mapped[str | None] = mapped_column(sa.String(128))
+    received_at: Mapped[datetime] = _created()
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extended_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extension_reason: Mapped[str | None] = mapped_column(sa.Text)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"))
+    steps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+
+    __table_args__ = (
+        sa.CheckConstraint("due_at >= received_at", name="due_after_received"),
+        sa.CheckConstraint("extended_due_at IS NULL OR extended_due_at >= due_at", name="extension_after_due"),
+        sa.CheckConstraint("completed_at IS NULL OR completed_at >= received_at", name="completed_after_received"),
+    )
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained: each entry's hash covers its content and the previous hash."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True)
+    occurred_at: Mapped[datetime] = _created()
+    actor: Mapped[str] = mapped_column(sa.String(320))
+    action: Mapped[str] = mapped_column(sa.String(100), index=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid, index=True)
+    # Pseudonymous reference to whom the entry is about: the audit trail must survive erasure.
+    subject_ref: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    target: Mapped[str | None] = mapped_column(sa.String(300))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+    __table_args__ = (
+        sa.CheckConstraint("length(hash) = 64", name="hash_length"),
+        sa.CheckConstraint("length(prev_hash) = 64", name="prev_hash_length"),
+    )
+
+
+class RetentionPolicy(Base):
+    __tablename__ = "retention_policies"
+
+    id: Mapped[uuid.UUID] = _id()
+    data_class: Mapped[str] = mapped_column(sa.String(64))
+    tier: Mapped[OrganizationTier] = enum_column(OrganizationTier)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"))
+    retain_days: Mapped[int] = mapped_column(sa.Integer)
+    action: Mapped[RetentionAction] = enum_column(RetentionAction)
+    created_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        sa.UniqueConstraint("data_class", "tier", "organization_id", name="uq_retention_policies_class_tier_org"),
+        sa.CheckConstraint("retain_days > 0", name="retain_days_positive"),
+    )
+
+
+class LegalHold(Base):
+    __tablename__ = "legal_holds"
+
+    id: Mapped[uuid.UUID] = _id()
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[HoldScope] = enum_column(HoldScope)
+    scope_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, index=True)
+    reason: Mapped[str] = mapped_column(sa.Text)
+    placed_by: Mapped[str] = mapped_column(sa.String(320))
+    placed_at: Mapped[datetime] = _created()
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.CheckConstraint("length(reason) > 0", name="reason_given"),
+        sa.CheckConstraint("released_at IS NULL OR released_at >= placed_at", name="released_after_placed"),
+    )
+
+
+class Backup(Base):
+    __tablename__ = "backups"
+
+    id: Mapped[uuid.UUID] = _id()
+    store: Mapped[str] = mapped_column(sa.String(32))
+    kind: Mapped[BackupKind] = enum_column(BackupKind)
+    status: Mapped[BackupStatus] = enum_column(BackupStatus, default=BackupStatus.RUNNING)
+    started_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    location: Mapped[str] = mapped_column(sa.String(1024), default="")
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    key_id: Mapped[str | None] = mapped_column(sa.String(64))
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+    __table_args__ = (
+        sa.CheckConstraint("finished_at IS NULL OR finished_at >= started_at", name="finished_after_started"),
+        sa.CheckConstraint("size_bytes IS NULL OR size_bytes >= 0", name="size_not_negative"),
+    )
+
+
+class ErasureLedger(Base):
+    """Who was erased, by keyed hash only: replayed after any restore so erased data stays erased."""
+
+    __tablename__ = "erasure_ledger"
+
+    id: Mapped[uuid.UUID] = _id()
+    subject_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    organization_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    request_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    erased_at: Mapped[datetime] = _created()
+
+
+def personal_columns(metadata: sa.MetaData = Base.metadata) -> dict[str, list[str]]:
+    """Table name → the columns declared personal or sensitive, derived from the model."""
+    found: dict[str, list[str]] = {}
+    for table in metadata.sorted_tables:
+        names = [c.name for c in table.columns if c.info.get("classification") in {"personal", "sensitive"}]
+        if names:
+            found[table.name] = names
+    return found
