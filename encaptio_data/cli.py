@@ -1,0 +1,163 @@
+"""The `encaptio` command.
+
+Every command that reports takes --json and then prints exactly one JSON document on
+stdout; people get tables and progress bars instead. Failures the operator can act on
+(EncaptioError) print one line on stderr and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from encaptio_data.errors import EncaptioError
+from encaptio_data.platform import Platform
+from encaptio_data.settings import get_settings
+
+app = typer.Typer(name="encaptio", help="The Encaptio data platform.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+console = Console(stderr=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def emit(payload: Any, as_json: bool, render: Any = None) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    elif render is not None:
+        render(payload)
+    else:
+        Console().print_json(json.dumps(payload, default=str))
+
+
+@contextmanager
+def progress_bar(enabled: bool) -> Iterator[Progress]:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, disable=not enabled, transient=False)
+    with progress:
+        yield progress
+
+
+def open_platform() -> Platform:
+    return Platform(get_settings())
+
+
+@app.command()
+def init(as_json: JsonOption = False) -> None:
+    """Create the data dir and the schema (idempotent), and check every store."""
+    from encaptio_data.bootstrap import initialize
+
+    with open_platform() as platform:
+        emit(initialize(platform), as_json)
+
+
+@app.command()
+def status(as_json: JsonOption = False) -> None:
+    """Counts per store: rows per table, objects and versions, vector rows, cache keys."""
+    from encaptio_data.status import store_status
+
+    with open_platform() as platform:
+        platform.check()
+        emit(store_status(platform), as_json, _render_status)
+
+
+@app.command()
+def demo(
+    as_json: JsonOption = False,
+    seed: Annotated[int, typer.Option(help="Seed of the demo corpus; the same seed gives the same corpus.")] = 7,
+    organizations: Annotated[int, typer.Option(min=1)] = 2,
+    capsules: Annotated[int, typer.Option(help="Capsules per organization.", min=1)] = 4,
+    files: Annotated[int, typer.Option(help="Files per capsule.", min=1)] = 8,
+    events: Annotated[int, typer.Option(help="Interaction events per capsule.", min=0)] = 300,
+) -> None:
+    """Seed the demo corpus and materialize the whole asset graph on the configured stores."""
+    from encaptio_data.bootstrap import initialize
+    from encaptio_data.corpus import CorpusSpec
+    from encaptio_data.demo import seed_demo
+    from encaptio_data.jobs.run import materialize_all
+    from encaptio_data.status import store_status
+
+    started = time.monotonic()
+    spec = CorpusSpec(seed=seed, organizations=organizations, capsules_per_organization=capsules,
+                      files_per_capsule=files, events_per_capsule=events)
+    with open_platform() as platform:
+        initialize(platform)
+        with progress_bar(not as_json) as progress:
+            seeded = seed_demo(platform, spec, progress=progress)
+        if not as_json:
+            console.print("Materializing the asset graph…")
+        run = materialize_all(platform.settings)
+        summary = {"seeded": seeded, "run": run.as_dict(), "status": store_status(platform),
+                   "seconds": round(time.monotonic() - started, 1)}
+    emit(summary, as_json, _render_demo)
+    failed_blocking = [c for c in run.checks if not c["passed"] and c["severity"] == "ERROR"]
+    if not run.success or failed_blocking:
+        raise EncaptioError(f"demo run {run.run_id} failed: {'; '.join(run.failures) or 'a blocking check failed'}")
+
+
+@users_app.command("add")
+def users_add(
+    email: Annotated[str, typer.Option(help="Email address, unique in the organization.")],
+    name: Annotated[str, typer.Option(help="Display name.")],
+    org: Annotated[str | None, typer.Option("--org", help="Organization id; optional when only one exists.")] = None,
+    role: Annotated[str, typer.Option(help="admin, privacy_officer, analyst, creator or viewer.")] = "viewer",
+    as_json: JsonOption = False,
+) -> None:
+    """Add a user (or report the existing one with that email)."""
+    from encaptio_data.accounts import add_user
+
+    with open_platform() as platform:
+        platform.db.check()
+        with platform.db.session() as session:
+            record = add_user(session, email=email, name=name, organization_id=org, role=role)
+    emit(record.as_dict(), as_json)
+
+
+def _render_status(status: dict[str, Any]) -> None:
+    table = Table(title=f"encaptio status ({status['profile']})")
+    table.add_column("store")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, count in status["relational"]["rows"].items():
+        table.add_row("relational", name, str(count))
+    for what in ("objects", "versions", "delete_markers", "bytes"):
+        table.add_row("objects", what, str(status["objects"][what]))
+    for name, count in status["vectors"]["rows"].items():
+        table.add_row("vectors", name, str(count))
+    table.add_row("cache", "keys", str(status["cache"]["keys"]))
+    Console().print(table)
+
+
+def _render_demo(summary: dict[str, Any]) -> None:
+    _render_status(summary["status"])
+    run = summary["run"]
+    out = Console()
+    out.print(f"Assets materialized: {len(run['assets_materialized'])} ({', '.join(run['assets_materialized'])})")
+    out.print(f"Checks passed: {run['checks_passed']}/{len(run['checks'])}")
+    for extra in summary.get("extras", []):
+        out.print(extra)
+    out.print(f"Run {run['run_id']} {'succeeded' if run['success'] else 'FAILED'} in {summary['seconds']} s")
+
+
+def main() -> None:
+    try:
+        app()
+    except EncaptioError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""The code location: every asset, check, job, schedule and sensor, with the store resources.
+
+workspace.yaml loads this module; `encaptio demo` executes the same Definitions in process.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from encaptio_data.assets import content as content_assets
+from encaptio_data.resources import default_resources
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([content_assets]),
+    asset_checks=dg.load_asset_checks_from_modules([content_assets]),
+    resources=default_resources(),
+)
