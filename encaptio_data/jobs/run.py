@@ -48,7 +48,9 @@ def materialize_all(settings: Settings, *, selection: str | None = None) -> RunS
     if selection:
         job = job.get_subset(asset_selection=dg.AssetSelection.from_coercible(selection.split(",")).resolve(
             defs.resolve_asset_graph()))
-    result = job.execute_in_process(instance=instance, raise_on_error=False)
+    # The console gets warnings and errors only; every event is still in the instance for the UI.
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
     summary = RunSummary(run_id=result.run_id, success=result.success)
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
