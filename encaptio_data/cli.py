@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -96,15 +97,20 @@ def demo(
         initialize(platform)
         with progress_bar(not as_json) as progress:
             seeded = seed_demo(platform, spec, progress=progress)
-        if not as_json:
-            console.print("Materializing the asset graph…")
-        run = materialize_all(platform.settings)
+        from encaptio_data.content.uploads import capsule_ids
+
+        def announce(stage: str) -> None:
+            if not as_json:
+                console.print(f"materializing {stage}", highlight=False)
+
+        run = materialize_all(platform.settings, dynamic_partitions={"capsules": capsule_ids(platform.db)},
+                              on_run=announce)
         summary = {"seeded": seeded, "run": run.as_dict(), "status": store_status(platform),
                    "seconds": round(time.monotonic() - started, 1)}
     emit(summary, as_json, _render_demo)
-    failed_blocking = [c for c in run.checks if not c["passed"] and c["severity"] == "ERROR"]
-    if not run.success or failed_blocking:
-        raise EncaptioError(f"demo run {run.run_id} failed: {'; '.join(run.failures) or 'a blocking check failed'}")
+    if not run.success or run.blocking_failures:
+        failed = "; ".join(run.failures) or "a blocking check failed"
+        raise EncaptioError(f"demo failed (runs {', '.join(run.run_ids)}): {failed}")
 
 
 @users_app.command("add")
@@ -144,11 +150,13 @@ def _render_demo(summary: dict[str, Any]) -> None:
     _render_status(summary["status"])
     run = summary["run"]
     out = Console()
-    out.print(f"Assets materialized: {len(run['assets_materialized'])} ({', '.join(run['assets_materialized'])})")
+    per_asset = Counter(name.split("[")[0] for name in run["assets_materialized"])
+    listing = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in per_asset.items())
+    out.print(f"Assets materialized: {len(run['assets_materialized'])} ({listing})", highlight=False)
     out.print(f"Checks passed: {run['checks_passed']}/{len(run['checks'])}")
     for extra in summary.get("extras", []):
         out.print(extra)
-    out.print(f"Run {run['run_id']} {'succeeded' if run['success'] else 'FAILED'} in {summary['seconds']} s")
+    out.print(f"{len(run['run_ids'])} runs {'succeeded' if run['success'] else 'FAILED'} in {summary['seconds']} s")
 
 
 def main() -> None:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dagster as dg
 
 from encaptio_data.assets import content as content_assets
+from encaptio_data.jobs import content_pipeline_job, search_index_job
 from encaptio_data.resources import default_resources
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([content_assets]),
     asset_checks=dg.load_asset_checks_from_modules([content_assets]),
+    jobs=[content_pipeline_job, search_index_job],
     resources=default_resources(),
 )

@@ -1,16 +1,23 @@
-"""Content assets: what creators uploaded, and the content rows that describe it."""
+"""Content assets: uploads → content → extracted text → chunks → chunk embeddings → search indexes."""
 
+import uuid
 from collections import Counter
 
 import dagster as dg
 
 from encaptio_data.assets.metadata import OWNERS, markdown_table
-from encaptio_data.content.uploads import UPLOADS_PREFIX, content_counts, register_uploads
-from encaptio_data.resources import DatabaseResource, ObjectStoreResource
+from encaptio_data.assets.partitions import capsule_partitions
+from encaptio_data.content.embedding import load_embedder
+from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
+from encaptio_data.content.uploads import UPLOADS_PREFIX, capsule_upload_prefix, content_counts, register_uploads
+from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource, VectorStoreResource
+from encaptio_data.search.index import build_indexes, open_chunks_table
+
+PIPELINE_GROUP = "content"
 
 
 @dg.asset(
-    group_name="content",
+    group_name=PIPELINE_GROUP,
     owners=OWNERS,
     kinds={"python", "s3"},
     description=(
@@ -41,10 +48,11 @@ def uploads(object_store: ObjectStoreResource) -> dg.MaterializeResult:
 
 
 @dg.asset(
-    group_name="content",
+    group_name=PIPELINE_GROUP,
     owners=OWNERS,
     kinds={"python", "sql"},
     deps=[uploads],
+    partitions_def=capsule_partitions,
     description=(
         "One row per distinct uploaded file in a capsule, pointing at the exact object version. "
         "Identical bytes in a capsule are recorded once; a new version of a file updates its row; "
@@ -54,11 +62,11 @@ def uploads(object_store: ObjectStoreResource) -> dg.MaterializeResult:
 def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             object_store: ObjectStoreResource) -> dg.MaterializeResult:
     db = database.get()
-    report = register_uploads(db, object_store.get())
+    report = register_uploads(db, object_store.get(), prefix=capsule_upload_prefix(db, context.partition_key))
     for rejected in report.rejected:
         context.log.warning(f"upload {rejected['key']} not registered: {rejected['reason']}")
     with db.session() as session:
-        counts = content_counts(session)
+        counts = content_counts(session, capsule_id=uuid.UUID(context.partition_key))
     return dg.MaterializeResult(
         metadata={
             "registered": len(report.registered),
@@ -66,8 +74,105 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             "unchanged": report.unchanged,
             "duplicates": len(report.duplicates),
             "rejected": len(report.rejected),
-            "rejected_reasons": dg.MetadataValue.md(markdown_table(report.rejected[:20])),
+            "rejected_reasons": dg.MetadataValue.md(markdown_table(report.rejected)),
             "content_rows_by_type": dg.MetadataValue.json(counts),
             "content_rows": sum(counts.values()),
         }
     )
+
+
+@dg.asset(
+    group_name=PIPELINE_GROUP,
+    owners=OWNERS,
+    kinds={"python", "sql"},
+    deps=[content],
+    partitions_def=capsule_partitions,
+    description=(
+        "Text and page/section structure of every document (PDF via pypdfium2 with pypdf as fallback, HTML "
+        "via trafilatura, Markdown via markdown-it-py, plain text with encoding detection); images and videos "
+        "get metadata only. Bad files (encrypted, corrupt, empty, oversized, mislabelled) become failed "
+        "extractions with a reason; the original object is never touched."
+    ),
+)
+def extracted_text(context: dg.AssetExecutionContext, database: DatabaseResource,
+                   object_store: ObjectStoreResource) -> dg.MaterializeResult:
+    report = extract_content(database.get(), object_store.get(), capsule_id=uuid.UUID(context.partition_key))
+    for failure in report.failures:
+        context.log.warning(f"extraction failed for {failure['file']}: {failure['reason']}")
+    return dg.MaterializeResult(metadata={
+        "extracted": report.processed,
+        "unchanged": report.skipped,
+        "by_status": dg.MetadataValue.json(dict(report.statuses)),
+        "failed_extractions": dg.MetadataValue.md(markdown_table(report.failures)),
+        "bytes_read": report.items,
+        "seconds": report.seconds,
+    })
+
+
+@dg.asset(
+    group_name=PIPELINE_GROUP,
+    owners=OWNERS,
+    kinds={"python", "sql"},
+    deps=[extracted_text],
+    partitions_def=capsule_partitions,
+    description=(
+        "Token-aware chunks (semchunk with the embedding model's own tokenizer): about 200 tokens with 15 % "
+        "overlap, with character offsets, page and heading. Chunk ids are stable across re-runs."
+    ),
+)
+def chunks(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    report = chunk_content(database.get(), capsule_id=uuid.UUID(context.partition_key))
+    return dg.MaterializeResult(metadata={
+        "content_chunked": report.processed,
+        "chunks_written": report.items,
+        "chunks_per_second": report.per_second,
+        "preview": dg.MetadataValue.md(markdown_table(report.preview)),
+    })
+
+
+@dg.asset(
+    group_name=PIPELINE_GROUP,
+    owners=OWNERS,
+    kinds={"python", "lancedb", "pytorch"},
+    deps=[chunks],
+    partitions_def=capsule_partitions,
+    description=(
+        "all-MiniLM-L6-v2 embeddings (384 dimensions, unit norm) of every chunk, upserted into the LanceDB "
+        "`chunks` table with merge_insert on the chunk id. Only content whose bytes changed is re-embedded; "
+        "soft-deleted content is removed from the table; the capsule's search cache is invalidated."
+    ),
+)
+def chunk_embeddings(context: dg.AssetExecutionContext, database: DatabaseResource,
+                     vector_store: VectorStoreResource, cache: CacheResource) -> dg.MaterializeResult:
+    report = embed_content(database.get(), vector_store.get(), load_embedder(),
+                           capsule_id=uuid.UUID(context.partition_key), cache=cache.get())
+    return dg.MaterializeResult(metadata={
+        "content_embedded": report.processed,
+        "chunks_embedded": report.items,
+        "chunks_per_second": report.per_second,
+        "content_removed_after_delete": report.statuses["removed_deleted"],
+        "seconds": report.seconds,
+    })
+
+
+@dg.asset(
+    group_name=PIPELINE_GROUP,
+    owners=OWNERS,
+    kinds={"python", "lancedb"},
+    deps=[chunk_embeddings],
+    description=(
+        "The indexes the query API relies on: LanceDB's native full-text (BM25) index on chunk text, scalar "
+        "indexes on every filter column, and an IVF_HNSW_SQ vector index once the table is large enough for "
+        "one to beat an exact scan. Rows added since are still searched (unindexed fragments are scanned)."
+    ),
+)
+def search_indexes(vector_store: VectorStoreResource) -> dg.MaterializeResult:
+    table = open_chunks_table(vector_store.get())
+    report = build_indexes(table)
+    return dg.MaterializeResult(metadata={
+        "rows": report.rows,
+        "vector_index": report.vector_index or "none (exact scan below the threshold)",
+        "scalar_indexes": dg.MetadataValue.json(report.scalar_indexes),
+        "unindexed_rows": report.unindexed_rows,
+        "seconds": report.seconds,
+    })

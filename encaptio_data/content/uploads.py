@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from encaptio_data.db.enums import ContentType
 from encaptio_data.db.models import Capsule, Content, User
 from encaptio_data.db.session import Database
+from encaptio_data.errors import NotFoundError
 from encaptio_data.stores.objects import ObjectStore, ObjectVersion
 
 UPLOADS_PREFIX = "uploads/"
@@ -45,6 +46,20 @@ _EXACT_MIME_TYPES = {
 
 mimetypes.add_type("text/markdown", ".md")
 mimetypes.add_type("text/markdown", ".markdown")
+
+
+def capsule_upload_prefix(db: Database, capsule_id: uuid.UUID | str) -> str:
+    """The uploads prefix of one capsule; NotFoundError for an unknown capsule id."""
+    with db.session() as session:
+        capsule = session.get(Capsule, uuid.UUID(str(capsule_id)))
+        if capsule is None:
+            raise NotFoundError(f"capsule {capsule_id} does not exist")
+        return f"{UPLOADS_PREFIX}{capsule.organization_id}/{capsule.id}/"
+
+
+def capsule_ids(db: Database) -> list[str]:
+    with db.session() as session:
+        return [str(c) for c in session.scalars(sa.select(Capsule.id).where(Capsule.deleted_at.is_(None)))]
 
 
 def upload_key(organization_id: uuid.UUID, capsule_id: uuid.UUID, filename: str) -> str:
@@ -202,8 +217,7 @@ def _as_uuid(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def content_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(
-        sa.select(Content.type, sa.func.count()).where(Content.deleted_at.is_(None)).group_by(Content.type)
-    )
+def content_counts(session: Session, capsule_id: uuid.UUID | None = None) -> dict[str, int]:
+    query = sa.select(Content.type, sa.func.count()).where(Content.deleted_at.is_(None)).group_by(Content.type)
+    rows = session.execute(query.where(Content.capsule_id == capsule_id) if capsule_id else query)
     return {kind.value: count for kind, count in rows}

@@ -34,6 +34,12 @@ class ContentType(StrEnum):
     VIDEO = "video"
 
 
+class ExtractionStatus(StrEnum):
+    OK = "ok"
+    FAILED = "failed"
+    METADATA_ONLY = "metadata_only"
+
+
 class EventType(StrEnum):
     VIEW = "view"
     SEARCH = "search"

@@ -27,6 +27,7 @@ from encaptio_data.db.enums import (
     ContentType,
     DataClassification,
     EventType,
+    ExtractionStatus,
     HoldScope,
     Jurisdiction,
     OrganizationTier,
@@ -195,6 +196,69 @@ class Content(Base):
         sa.CheckConstraint("size_bytes >= 0", name="size_not_negative"),
         sa.CheckConstraint("length(sha256) = 64", name="sha256_length"),
         sa.CheckConstraint("length(object_key) > 0", name="object_key_not_empty"),
+    )
+
+
+class ContentExtraction(Base):
+    """The text extracted from one content item, and how far the pipeline has carried it.
+
+    The *_sha256 columns record which bytes each stage last processed: a stage has work
+    only where its column differs from the content's current sha256, which is what makes
+    the pipeline incremental and a re-run after a crash a no-op for finished items.
+    """
+
+    __tablename__ = "content_extractions"
+
+    content_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("content.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    status: Mapped[ExtractionStatus] = enum_column(ExtractionStatus)
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    extractor: Mapped[str] = mapped_column(sa.String(64))
+    extractor_version: Mapped[str] = mapped_column(sa.String(16))
+    text: Mapped[str] = mapped_column(sa.Text, default="")
+    sections: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONType, default=dict)
+    char_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    page_count: Mapped[int | None] = mapped_column(sa.Integer)
+    extracted_at: Mapped[datetime] = _created()
+    chunked_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    chunker_version: Mapped[str | None] = mapped_column(sa.String(16))
+    chunk_count: Mapped[int] = mapped_column(sa.Integer, default=0)
+    embedded_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    embedding_model: Mapped[str | None] = mapped_column(sa.String(128))
+    embedded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.CheckConstraint("char_count >= 0", name="char_count_not_negative"),
+        sa.CheckConstraint("chunk_count >= 0", name="chunk_count_not_negative"),
+        sa.CheckConstraint("status != 'failed' OR reason IS NOT NULL", name="failure_has_reason"),
+    )
+
+
+class Chunk(Base):
+    """A retrieval unit of extracted text. The relational copy is the truth; LanceDB holds
+    the same rows with their vectors and can always be rebuilt from here."""
+
+    __tablename__ = "chunks"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    content_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("content.id", ondelete="CASCADE"))
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    chunk_index: Mapped[int] = mapped_column(sa.Integer)
+    text: Mapped[str] = mapped_column(sa.Text)
+    start_char: Mapped[int] = mapped_column(sa.Integer)
+    end_char: Mapped[int] = mapped_column(sa.Integer)
+    page: Mapped[int | None] = mapped_column(sa.Integer)
+    heading: Mapped[str | None] = mapped_column(sa.String(300))
+    token_count: Mapped[int] = mapped_column(sa.Integer)
+    content_sha256: Mapped[str] = mapped_column(sa.String(64))
+
+    __table_args__ = (
+        sa.UniqueConstraint("content_id", "chunk_index", name="uq_chunks_content_index"),
+        sa.CheckConstraint("end_char > start_char AND start_char >= 0", name="offsets_ordered"),
+        sa.CheckConstraint("token_count > 0", name="token_count_positive"),
+        sa.CheckConstraint("length(text) > 0", name="text_not_empty"),
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -116,7 +117,11 @@ class _LanceVectorStore:
     def connect(self) -> lancedb.DBConnection:
         if self._connection is None:
             try:
-                self._connection = lancedb.connect(self.uri, storage_options=self.storage_options)
+                # A long-lived reader (the search service) must see rows that another handle or
+                # process committed since it opened the table; 0 re-checks the latest version on
+                # every read, which on a local directory costs a stat.
+                self._connection = lancedb.connect(self.uri, storage_options=self.storage_options,
+                                                   read_consistency_interval=timedelta(0))
             except _LANCE_FAILURES as exc:
                 raise self._unavailable(exc) from exc
         return self._connection

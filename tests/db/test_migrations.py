@@ -8,6 +8,7 @@ from encaptio_data.db.models import Base
 from encaptio_data.db.session import Database
 
 CORE_TABLES = {
+    "content_extractions", "chunks",
     "organizations", "users", "capsules", "content", "interactions", "interaction_events", "consents",
     "processing_restrictions", "data_subject_requests", "audit_log", "retention_policies", "legal_holds",
     "backups", "erasure_ledger",

@@ -1,0 +1,326 @@
+"""The query API: semantic, full-text and hybrid search over capsule chunks.
+
+Guarantees, each enforced here rather than left to callers:
+- Tenant isolation: the organization filter is mandatory, applied inside LanceDB as a
+  prefilter, and every hit is checked again before it leaves this module.
+- No injection: filter values are validated (UUIDs, known content types, aware datetimes)
+  and reach LanceDB only as typed literals (`lancedb.expr.lit`), never pasted into SQL;
+  full-text queries go through `MatchQuery`, so query syntax in user text is just text.
+- Stable pagination: a query's candidates (at most `depth`) are computed once, ordered by
+  score then chunk id, and cached; every page slices the same list, so pages have no gaps
+  or repeats even while new rows arrive. The cursor carries the query's fingerprint.
+- Cache invalidation: candidate lists are tagged by organization (unfiltered queries) or by
+  capsule; the pipeline invalidates both when a capsule's content changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any
+
+import lancedb
+import numpy as np
+from lancedb.expr import Expr, col, lit
+from lancedb.query import MatchQuery
+
+from encaptio_data.content.embedding import Embedder, load_embedder
+from encaptio_data.db.enums import ContentType
+from encaptio_data.errors import InvalidInputError, NotFoundError
+from encaptio_data.search.index import open_chunks_table
+from encaptio_data.stores.cache import Cache, get_json, set_json
+from encaptio_data.stores.vectors import VectorStore
+
+MAX_QUERY_CHARS = 1_000
+MAX_LIMIT = 100
+DEFAULT_DEPTH = 100
+CACHE_TTL_SECONDS = 600.0
+# The constant of reciprocal rank fusion (Cormack et al. 2009); 60 is the value in the paper
+# and in LanceDB's own RRFReranker.
+RRF_K = 60
+_RESULT_COLUMNS = ["id", "content_id", "capsule_id", "organization_id", "content_type", "created_at", "chunk_index",
+                   "page", "heading", "title", "text"]
+
+
+class SearchMode(StrEnum):
+    SEMANTIC = "semantic"
+    FULLTEXT = "fulltext"
+    HYBRID = "hybrid"
+
+
+class SortOrder(StrEnum):
+    RELEVANCE = "relevance"
+    NEWEST = "newest"
+    OLDEST = "oldest"
+
+
+def _uuid(value: Any, what: str) -> str:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise InvalidInputError(f"{what} {str(value)[:80]!r} is not a valid id (expected a UUID)") from None
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    organization_id: str
+    query: str
+    mode: SearchMode = SearchMode.HYBRID
+    capsule_ids: tuple[str, ...] = ()
+    content_types: tuple[str, ...] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    sort: SortOrder = SortOrder.RELEVANCE
+    limit: int = 10
+    offset: int = 0
+    cursor: str | None = None
+
+    def validated(self, depth: int) -> SearchRequest:
+        """A normalised copy, or InvalidInputError naming the first bad field."""
+        if not isinstance(self.query, str) or not self.query.strip():
+            raise InvalidInputError("query must be non-empty text")
+        if len(self.query) > MAX_QUERY_CHARS:
+            raise InvalidInputError(f"query is {len(self.query)} characters; the limit is {MAX_QUERY_CHARS}")
+        try:
+            mode, sort = SearchMode(self.mode), SortOrder(self.sort)
+        except ValueError as exc:
+            raise InvalidInputError(f"{exc}; modes: semantic, fulltext, hybrid; sorts: relevance, newest, oldest") from None
+        types = []
+        for value in self.content_types:
+            try:
+                types.append(ContentType(value).value)
+            except ValueError:
+                raise InvalidInputError(f"unknown content type {str(value)[:40]!r}") from None
+        for name in ("created_from", "created_to"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, datetime) or value.tzinfo is None):
+                raise InvalidInputError(f"{name} must be a timezone-aware datetime")
+        if not isinstance(self.limit, int) or not 1 <= self.limit <= MAX_LIMIT:
+            raise InvalidInputError(f"limit must be between 1 and {MAX_LIMIT}")
+        if not isinstance(self.offset, int) or self.offset < 0:
+            raise InvalidInputError("offset must be a non-negative integer")
+        normalised = SearchRequest(
+            organization_id=_uuid(self.organization_id, "organization"),
+            query=" ".join(self.query.split()),
+            mode=mode,
+            capsule_ids=tuple(sorted({_uuid(c, "capsule") for c in self.capsule_ids})),
+            content_types=tuple(sorted(set(types))),
+            created_from=self.created_from,
+            created_to=self.created_to,
+            sort=sort,
+            limit=self.limit,
+            offset=self.offset,
+        )
+        offset = _decode_cursor(self.cursor, normalised.fingerprint()) if self.cursor else self.offset
+        if offset >= depth:
+            raise InvalidInputError(f"offset must be below {depth}: a query returns at most {depth} results; refine it")
+        return _replace(normalised, offset=offset)
+
+    def fingerprint(self) -> str:
+        """What identifies the candidate list: everything but the page window."""
+        identity = {k: v for k, v in asdict(self).items() if k not in {"limit", "offset", "cursor"}}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+    def filter(self) -> Expr:
+        expr = col("organization_id") == lit(self.organization_id)
+        if self.capsule_ids:
+            expr = expr & col("capsule_id").isin(list(self.capsule_ids))
+        if self.content_types:
+            expr = expr & col("content_type").isin(list(self.content_types))
+        if self.created_from:
+            expr = expr & (col("created_at") >= lit(self.created_from))
+        if self.created_to:
+            expr = expr & (col("created_at") < lit(self.created_to))
+        return expr
+
+    def cache_tags(self) -> list[str]:
+        if self.capsule_ids:
+            return [capsule_tag(c) for c in self.capsule_ids]
+        return [organization_tag(self.organization_id)]
+
+
+def _replace(request: SearchRequest, **changes: Any) -> SearchRequest:
+    return SearchRequest(**(asdict(request) | changes))
+
+
+def organization_tag(organization_id: Any) -> str:
+    return f"search:org:{organization_id}"
+
+
+def capsule_tag(capsule_id: Any) -> str:
+    return f"search:capsule:{capsule_id}"
+
+
+def _encode_cursor(fingerprint: str, offset: int) -> str:
+    return base64.urlsafe_b64encode(f"{fingerprint}:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str, fingerprint: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        cursor_fingerprint, offset = raw.rsplit(":", 1)
+        value = int(offset)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInputError("cursor is malformed") from None
+    if cursor_fingerprint != fingerprint or value < 0:
+        raise InvalidInputError("cursor belongs to a different query")
+    return value
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    chunk_id: str
+    score: float
+    text: str
+    content_id: str
+    capsule_id: str
+    organization_id: str
+    content_type: str
+    title: str | None
+    page: int | None
+    heading: str | None
+    chunk_index: int
+    created_at: str
+
+
+@dataclass
+class SearchPage:
+    hits: list[SearchHit]
+    mode: str
+    offset: int
+    limit: int
+    total_candidates: int
+    next_cursor: str | None
+    cached: bool
+    took_ms: float
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@lru_cache(maxsize=4096)
+def _query_vector(embedder: Embedder, text: str) -> np.ndarray:
+    return embedder.encode([text])[0]
+
+
+class SearchService:
+    def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, embedder: Embedder | None = None,
+                 depth: int = DEFAULT_DEPTH, nprobes: int = 20, refine_factor: int | None = None) -> None:
+        self._vectors = vectors
+        self._cache = cache
+        self._embedder = embedder
+        self._table: lancedb.table.Table | None = None
+        self.depth = depth
+        self.nprobes = nprobes
+        self.refine_factor = refine_factor
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = load_embedder()
+        return self._embedder
+
+    @property
+    def table(self) -> lancedb.table.Table:
+        if self._table is None:
+            try:
+                self._table = open_chunks_table(self._vectors, create=False)
+            except NotFoundError:
+                raise NotFoundError("no search index yet: run the content pipeline (encaptio demo or ingest)") from None
+        return self._table
+
+    def search(self, request: SearchRequest) -> SearchPage:
+        started = time.perf_counter()
+        request = request.validated(self.depth)
+        fingerprint = request.fingerprint()
+        cache_key = f"search:{request.organization_id}:{fingerprint}"
+        candidates = get_json(self._cache, cache_key) if self._cache else None
+        cached = candidates is not None
+        if candidates is None:
+            candidates = self._candidates(request)
+            if self._cache:
+                set_json(self._cache, cache_key, candidates, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
+        leaked = [c for c in candidates if c["organization_id"] != request.organization_id]
+        if leaked:
+            # Unreachable while the prefilter holds; if it ever breaks, fail closed.
+            raise RuntimeError(f"tenant isolation violated: {len(leaked)} foreign chunks for one query")
+        window = candidates[request.offset:request.offset + request.limit]
+        end = request.offset + len(window)
+        next_cursor = _encode_cursor(fingerprint, end) if end < len(candidates) and end < self.depth else None
+        return SearchPage(
+            hits=[SearchHit(**hit) for hit in window], mode=request.mode.value, offset=request.offset,
+            limit=request.limit, total_candidates=len(candidates), next_cursor=next_cursor, cached=cached,
+            took_ms=round((time.perf_counter() - started) * 1000, 3),
+        )
+
+    def _candidates(self, request: SearchRequest) -> list[dict[str, Any]]:
+        if request.mode is SearchMode.SEMANTIC:
+            ranked = self._semantic(request)
+        elif request.mode is SearchMode.FULLTEXT:
+            ranked = self._fulltext(request)
+        else:
+            ranked = reciprocal_rank_fusion([self._semantic(request), self._fulltext(request)], self.depth)
+        if request.sort is not SortOrder.RELEVANCE:
+            ranked.sort(key=lambda hit: (hit["created_at"], hit["chunk_id"]), reverse=request.sort is SortOrder.NEWEST)
+        return ranked
+
+    def semantic_query(self, request: SearchRequest) -> Any:
+        vector = _query_vector(self.embedder, request.query)
+        query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
+                 .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_distance"])
+                 .limit(self.depth).nprobes(self.nprobes))
+        return query.refine_factor(self.refine_factor) if self.refine_factor else query
+
+    def fulltext_query(self, request: SearchRequest) -> Any:
+        return (self.table.search(MatchQuery(request.query, "text"), query_type="fts")
+                .where(request.filter(), prefilter=True).select(_RESULT_COLUMNS).limit(self.depth))
+
+    def _semantic(self, request: SearchRequest) -> list[dict[str, Any]]:
+        rows = self.semantic_query(request).to_arrow().to_pylist()
+        return _ranked(rows, lambda row: 1.0 - float(row["_distance"]))
+
+    def _fulltext(self, request: SearchRequest) -> list[dict[str, Any]]:
+        rows = self.fulltext_query(request).to_arrow().to_pylist()
+        return _ranked(rows, lambda row: float(row["_score"]))
+
+
+def _ranked(rows: Sequence[dict[str, Any]], score: Any) -> list[dict[str, Any]]:
+    hits = [_hit(row, score(row)) for row in rows]
+    hits.sort(key=lambda hit: (-hit["score"], hit["chunk_id"]))
+    return hits
+
+
+def _hit(row: dict[str, Any], score: float) -> dict[str, Any]:
+    return {
+        "chunk_id": row["id"], "score": round(score, 6), "text": row["text"], "content_id": row["content_id"],
+        "capsule_id": row["capsule_id"], "organization_id": row["organization_id"],
+        "content_type": row["content_type"], "title": row["title"], "page": row["page"], "heading": row["heading"],
+        "chunk_index": row["chunk_index"], "created_at": row["created_at"].isoformat(),
+    }
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[dict[str, Any]]], depth: int) -> list[dict[str, Any]]:
+    """Fuse ranked lists by sum of 1 / (RRF_K + rank).
+
+    Written here rather than with LanceDB's RRFReranker because that reranker fuses one
+    hybrid query's result table in pandas, and we need the fused list keyed by chunk id with
+    a deterministic tie-break (score, then id) for stable pagination; the formula is the same.
+    """
+    fused: dict[str, dict[str, Any]] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, start=1):
+            entry = fused.setdefault(hit["chunk_id"], {**hit, "score": 0.0})
+            entry["score"] += 1.0 / (RRF_K + rank)
+    ordered = sorted(fused.values(), key=lambda hit: (-hit["score"], hit["chunk_id"]))[:depth]
+    for hit in ordered:
+        hit["score"] = round(hit["score"], 6)
+    return ordered

@@ -1,0 +1,45 @@
+"""A small demo corpus carried through the whole pipeline once per module, on the embedded default.
+
+Embedding is the slow step (the real model on 2 cores), so the built platform is shared
+by the read-only search tests; tests that change data build their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from encaptio_data.bootstrap import initialize
+from encaptio_data.content.embedding import load_embedder
+from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
+from encaptio_data.content.uploads import register_uploads
+from encaptio_data.corpus import Corpus, CorpusSpec, generate
+from encaptio_data.demo import seed_demo
+from encaptio_data.platform import Platform
+from encaptio_data.search.index import build_indexes, open_chunks_table
+from encaptio_data.settings import get_settings
+
+SMALL = CorpusSpec(seed=11, organizations=2, users_per_organization=4, capsules_per_organization=2,
+                   files_per_capsule=6, events_per_capsule=10)
+
+
+def build(platform: Platform, spec: CorpusSpec) -> Corpus:
+    initialize(platform)
+    seed_demo(platform, spec)
+    register_uploads(platform.db, platform.objects)
+    extract_content(platform.db, platform.objects)
+    chunk_content(platform.db)
+    embed_content(platform.db, platform.vectors, load_embedder(), cache=platform.cache)
+    build_indexes(open_chunks_table(platform.vectors))
+    return generate(spec)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Platform, Corpus]]:
+    data_dir: Path = tmp_path_factory.mktemp("search") / "data"
+    platform = Platform(get_settings(data_dir=data_dir))
+    corpus = build(platform, SMALL)
+    yield platform, corpus
+    platform.close()
