@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from collections import Counter
+from datetime import UTC, datetime
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,11 +107,80 @@ def demo(
         run = materialize_all(platform.settings, dynamic_partitions={"capsules": capsule_ids(platform.db)},
                               on_run=announce)
         summary = {"seeded": seeded, "run": run.as_dict(), "status": store_status(platform),
+                   "sample_search": _sample_search(platform, spec) if run.success else None,
                    "seconds": round(time.monotonic() - started, 1)}
     emit(summary, as_json, _render_demo)
     if not run.success or run.blocking_failures:
         failed = "; ".join(run.failures) or "a blocking check failed"
         raise EncaptioError(f"demo failed (runs {', '.join(run.run_ids)}): {failed}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Files or directories to upload.")],
+    capsule: Annotated[str | None, typer.Option("--capsule", help="Existing capsule id.")] = None,
+    new_capsule: Annotated[str | None, typer.Option("--new-capsule", help="Title of a capsule to create.")] = None,
+    owner: Annotated[str | None, typer.Option("--owner", help="Owner email for --new-capsule.")] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Organization id (for --new-capsule).")] = None,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only store the files; the uploads sensor picks them up.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Store files as uploads of a capsule, then run the content pipeline for that capsule."""
+    from encaptio_data.bootstrap import initialize
+    from encaptio_data.content.ingest import ingest_files
+    from encaptio_data.jobs.run import materialize_all
+
+    with open_platform() as platform:
+        initialize(platform)
+        report = ingest_files(platform, paths, capsule_id=capsule, new_capsule_title=new_capsule, owner_email=owner,
+                              organization_id=org).as_dict()
+        if not no_run:
+            run = materialize_all(platform.settings, dynamic_partitions={"capsules": [report["capsule_id"]]},
+                                  only_partitions=[report["capsule_id"]], unpartitioned=False)
+            report["run"] = run.as_dict()
+    emit(report, as_json)
+    if not no_run and (not run.success or run.blocking_failures):
+        raise EncaptioError(f"pipeline for capsule {report['capsule_id']} failed: {'; '.join(run.failures)}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    org: Annotated[str, typer.Option("--org", help="Organization id (mandatory: search never crosses tenants).")],
+    capsule: Annotated[list[str] | None, typer.Option("--capsule", help="Restrict to capsule id (repeatable).")] = None,
+    mode: Annotated[str, typer.Option(help="semantic, fulltext or hybrid.")] = "hybrid",
+    content_type: Annotated[list[str] | None, typer.Option("--type", help="Content type (repeatable).")] = None,
+    created_from: Annotated[datetime | None, typer.Option("--from", help="Created at or after (UTC).")] = None,
+    created_to: Annotated[datetime | None, typer.Option("--to", help="Created before (UTC).")] = None,
+    sort: Annotated[str, typer.Option(help="relevance, newest or oldest.")] = "relevance",
+    limit: Annotated[int, typer.Option(help="Results per page (1-100).")] = 10,
+    offset: Annotated[int, typer.Option(help="Results to skip.")] = 0,
+    cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search an organization's chunks (semantic, full-text or hybrid)."""
+    from encaptio_data.search.service import SearchRequest, SearchService
+
+    def aware(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    with open_platform() as platform:
+        service = SearchService(platform.vectors, platform.cache)
+        page = service.search(SearchRequest(
+            organization_id=org, query=query, mode=mode, capsule_ids=tuple(capsule or ()),
+            content_types=tuple(content_type or ()), created_from=aware(created_from), created_to=aware(created_to),
+            sort=sort, limit=limit, offset=offset, cursor=cursor))
+    emit(page.as_dict(), as_json, _render_search)
+
+
+def _render_search(page: dict[str, Any]) -> None:
+    out = Console()
+    for rank, hit in enumerate(page["hits"], start=page["offset"] + 1):
+        where = f"p.{hit['page']}" if hit["page"] else hit["content_type"]
+        out.print(f"[bold]{rank}. {escape(hit['title'] or '')}[/bold] ({where}, score {hit['score']:.3f})")
+        out.print("   " + escape(" ".join(hit["text"].split())[:200]), highlight=False)
+    out.print(f"{page['total_candidates']} results, {page['took_ms']} ms{' (cached)' if page['cached'] else ''}"
+              + (f"; next page: --cursor {page['next_cursor']}" if page["next_cursor"] else ""), highlight=False)
 
 
 @users_app.command("add")
@@ -129,6 +199,17 @@ def users_add(
         with platform.db.session() as session:
             record = add_user(session, email=email, name=name, organization_id=org, role=role)
     emit(record.as_dict(), as_json)
+
+
+def _sample_search(platform: Platform, spec: Any) -> dict[str, Any]:
+    """One labelled query of the demo corpus, searched in hybrid mode, to show the pipeline end to end."""
+    from encaptio_data.corpus import generate
+    from encaptio_data.search.service import SearchRequest, SearchService
+
+    labelled = next(q for q in generate(spec).queries if q.capsule_id is None)
+    page = SearchService(platform.vectors, platform.cache).search(
+        SearchRequest(str(labelled.organization_id), labelled.text, limit=3))
+    return {"query": labelled.text, "organization_id": str(labelled.organization_id), **page.as_dict()}
 
 
 def _render_status(status: dict[str, Any]) -> None:
@@ -154,8 +235,10 @@ def _render_demo(summary: dict[str, Any]) -> None:
     listing = ", ".join(f"{name} ×{count}" if count > 1 else name for name, count in per_asset.items())
     out.print(f"Assets materialized: {len(run['assets_materialized'])} ({listing})", highlight=False)
     out.print(f"Checks passed: {run['checks_passed']}/{len(run['checks'])}")
-    for extra in summary.get("extras", []):
-        out.print(extra)
+    if summary["sample_search"]:
+        out.print(f"\nSample search: {summary['sample_search']['query']!r} "
+                  f"(--org {summary['sample_search']['organization_id']})", highlight=False)
+        _render_search(summary["sample_search"])
     out.print(f"{len(run['run_ids'])} runs {'succeeded' if run['success'] else 'FAILED'} in {summary['seconds']} s")
 
 

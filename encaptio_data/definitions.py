@@ -10,10 +10,14 @@ import dagster as dg
 from encaptio_data.assets import content as content_assets
 from encaptio_data.jobs import content_pipeline_job, search_index_job
 from encaptio_data.resources import default_resources
+from encaptio_data.schedules import search_index_schedule
+from encaptio_data.sensors import uploads_sensor
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([content_assets]),
     asset_checks=dg.load_asset_checks_from_modules([content_assets]),
     jobs=[content_pipeline_job, search_index_job],
+    schedules=[search_index_schedule],
+    sensors=[uploads_sensor],
     resources=default_resources(),
 )

@@ -11,7 +11,7 @@ from encaptio_data.content.embedding import load_embedder
 from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
 from encaptio_data.content.uploads import UPLOADS_PREFIX, capsule_upload_prefix, content_counts, register_uploads
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource, VectorStoreResource
-from encaptio_data.search.index import build_indexes, open_chunks_table
+from encaptio_data.search.index import build_indexes, open_chunks_table, optimize
 
 PIPELINE_GROUP = "content"
 
@@ -161,15 +161,18 @@ def chunk_embeddings(context: dg.AssetExecutionContext, database: DatabaseResour
     kinds={"python", "lancedb"},
     deps=[chunk_embeddings],
     description=(
-        "The indexes the query API relies on: LanceDB's native full-text (BM25) index on chunk text, scalar "
+        "The indexes the query API relies on, rebuilt after compaction and cleanup of table versions older "
+        "than the 30-day recovery window: LanceDB's native full-text (BM25) index on chunk text, scalar "
         "indexes on every filter column, and an IVF_HNSW_SQ vector index once the table is large enough for "
         "one to beat an exact scan. Rows added since are still searched (unindexed fragments are scanned)."
     ),
 )
 def search_indexes(vector_store: VectorStoreResource) -> dg.MaterializeResult:
     table = open_chunks_table(vector_store.get())
+    maintenance = optimize(table)
     report = build_indexes(table)
     return dg.MaterializeResult(metadata={
+        "compaction": dg.MetadataValue.json(maintenance),
         "rows": report.rows,
         "vector_index": report.vector_index or "none (exact scan below the threshold)",
         "scalar_indexes": dg.MetadataValue.json(report.scalar_indexes),

@@ -9,6 +9,7 @@ upload stays in the store with its reason reported, so nothing uploaded is ever 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import mimetypes
 import uuid
@@ -60,6 +61,22 @@ def capsule_upload_prefix(db: Database, capsule_id: uuid.UUID | str) -> str:
 def capsule_ids(db: Database) -> list[str]:
     with db.session() as session:
         return [str(c) for c in session.scalars(sa.select(Capsule.id).where(Capsule.deleted_at.is_(None)))]
+
+
+def upload_fingerprints(objects: ObjectStore, known_capsules: set[str]) -> dict[str, str]:
+    """Capsule id → a digest of its uploads' (key, version) pairs: changes when any upload does.
+
+    Uploads for capsules that do not exist are left out: there is no partition to run them
+    in, and registration would only reject them.
+    """
+    digests: dict[str, hashlib._Hash] = {}
+    for version in objects.list(UPLOADS_PREFIX):
+        parsed = _parse_upload_key(version.key)
+        if isinstance(parsed, str) or str(parsed[1]) not in known_capsules:
+            continue
+        digest = digests.setdefault(str(parsed[1]), hashlib.sha256())
+        digest.update(f"{version.key}\0{version.version_id}\n".encode())
+    return {capsule: digest.hexdigest()[:32] for capsule, digest in digests.items()}
 
 
 def upload_key(organization_id: uuid.UUID, capsule_id: uuid.UUID, filename: str) -> str:

@@ -62,13 +62,19 @@ class RunSummary:
                     "severity": evaluation.severity.value,
                 })
             elif event.event_type == dg.DagsterEventType.STEP_FAILURE:
-                error = event.step_failure_data.error
-                message = error.message.strip().splitlines()[0] if error and error.message else "failed"
-                self.failures.append(f"{event.step_key}: {message}")
+                self.failures.append(f"{event.step_key}: {_root_cause(event.step_failure_data.error)}")
 
     def as_dict(self) -> dict[str, object]:
         return {"run_ids": self.run_ids, "success": self.success, "assets_materialized": self.materialized,
                 "checks": self.checks, "checks_passed": self.checks_passed, "failures": self.failures}
+
+
+def _root_cause(error: object) -> str:
+    """The innermost error's first line: Dagster wraps the asset's own exception in its own."""
+    while getattr(error, "cause", None) is not None:
+        error = error.cause
+    message = getattr(error, "message", "") or "failed"
+    return message.strip().splitlines()[0]
 
 
 def _stages(graph: dg.AssetGraph) -> tuple[set[dg.AssetKey], dict[dg.PartitionsDefinition, set[dg.AssetKey]],
@@ -90,8 +96,14 @@ def _stages(graph: dg.AssetGraph) -> tuple[set[dg.AssetKey], dict[dg.PartitionsD
 
 
 def materialize_all(settings: Settings, *, dynamic_partitions: dict[str, list[str]] | None = None,
+                    only_partitions: list[str] | None = None, unpartitioned: bool = True,
                     on_run: Callable[[str], None] | None = None) -> RunSummary:
-    """Materialize every asset (every partition) and run every check; stop at the first failed stage."""
+    """Materialize every asset (every partition, or `only_partitions`) and run every check.
+
+    Stops at the first failed run: what follows it depends on it. `unpartitioned=False` runs
+    only the partitioned assets, as `encaptio ingest` does (new rows are searchable before the
+    indexes are rebuilt, so it leaves that to the hourly schedule).
+    """
     from encaptio_data.definitions import defs
 
     instance = open_instance(settings)
@@ -112,12 +124,13 @@ def materialize_all(settings: Settings, *, dynamic_partitions: dict[str, list[st
         summary.record(result)
         return result.success
 
-    if before and not execute(before):
+    if unpartitioned and before and not execute(before):
         return summary
     for partitions_def, keys in partitioned.items():
-        for partition_key in partitions_def.get_partition_keys(dynamic_partitions_store=instance):
+        partition_keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        for partition_key in only_partitions if only_partitions is not None else partition_keys:
             if not execute(keys, partition_key):
                 return summary
-    if after:
+    if unpartitioned and after:
         execute(after)
     return summary

@@ -95,7 +95,6 @@ class IndexReport:
     scalar_indexes: list[str]
     unindexed_rows: int
     seconds: float
-    compacted: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -131,5 +130,7 @@ def build_indexes(table: lancedb.table.Table, *, vector_index_min_rows: int = VE
 
 def optimize(table: lancedb.table.Table, *, keep_versions_for: timedelta = RECOVERY_WINDOW) -> dict[str, Any]:
     """Compact small fragments, fold new rows into the indexes, and drop versions older than the window."""
-    stats = table.optimize(cleanup_older_than=keep_versions_for)
-    return {"compaction": str(stats.compaction), "prune": str(stats.prune)}
+    fragments_before, versions_before = table.stats()["fragment_stats"]["num_fragments"], len(table.list_versions())
+    table.optimize(cleanup_older_than=keep_versions_for)
+    return {"fragments_before": fragments_before, "fragments_after": table.stats()["fragment_stats"]["num_fragments"],
+            "versions_before": versions_before, "versions_after": len(table.list_versions())}

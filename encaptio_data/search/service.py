@@ -282,7 +282,7 @@ class SearchService:
 
     def fulltext_query(self, request: SearchRequest) -> Any:
         return (self.table.search(MatchQuery(request.query, "text"), query_type="fts")
-                .where(request.filter(), prefilter=True).select(_RESULT_COLUMNS).limit(self.depth))
+                .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_score"]).limit(self.depth))
 
     def _semantic(self, request: SearchRequest) -> list[dict[str, Any]]:
         rows = self.semantic_query(request).to_arrow().to_pylist()
