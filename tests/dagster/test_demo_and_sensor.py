@@ -40,8 +40,6 @@ def test_demo_materializes_the_graph_and_a_rerun_converges() -> None:
 
 
 def test_a_demo_that_crashed_while_seeding_converges_when_re_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    import encaptio_data.demo as demo
-
     real_put, puts = Platform.objects, []
 
     class Crash(Exception):
@@ -60,11 +58,11 @@ def test_a_demo_that_crashed_while_seeding_converges_when_re_run(monkeypatch: py
         store.put = put
         return store
 
-    monkeypatch.setattr(Platform, "objects", property(crash_on_third_file))
-    with pytest.raises(Crash):
-        runner.invoke(app, ["demo", *TINY], catch_exceptions=False)
-    monkeypatch.undo()
-    assert demo  # the module under test, imported for the patch's sake
+    # A context of its own: undoing it must not undo the isolated data dir of this test.
+    with monkeypatch.context() as patch:
+        patch.setattr(Platform, "objects", property(crash_on_third_file))
+        with pytest.raises(Crash):
+            runner.invoke(app, ["demo", *TINY], catch_exceptions=False)
     recovered = _demo()
     clean_rows = recovered["status"]["relational"]["rows"]
     assert recovered["run"]["success"]
