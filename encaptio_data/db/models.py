@@ -89,6 +89,15 @@ def personal(column: Any, classification: DataClassification = DataClassificatio
     return column
 
 
+# The subject graph (what belongs to a person) follows foreign keys from users outwards. An
+# edge marked NOT_OWNED is a reference, not ownership: another user's interaction with a
+# creator's capsule is not the creator's personal data, so the graph does not cross it.
+# Edges to organizations are never followed (the graph starts below the tenant).
+NOT_OWNED = {"subject_edge": False}
+# Tables whose rows an erasure keeps with their personal columns blanked, because the row
+# itself is a record the platform must keep (that a request was made and answered).
+ANONYMIZE_ON_ERASURE = {"erasure": "anonymize"}
+
 naming_convention = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -243,7 +252,8 @@ class Chunk(Base):
 
     id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     content_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("content.id", ondelete="CASCADE"))
-    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True)
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True,
+                                                  info=NOT_OWNED)
     organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     chunk_index: Mapped[int] = mapped_column(sa.Integer)
     text: Mapped[str] = mapped_column(sa.Text)
@@ -268,7 +278,8 @@ class Interaction(Base):
     __tablename__ = "interactions"
 
     id: Mapped[uuid.UUID] = _id()
-    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True)
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), index=True,
+                                                  info=NOT_OWNED)
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -281,7 +292,7 @@ class InteractionEvent(Base):
     id: Mapped[uuid.UUID] = _id()
     interaction_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("interactions.id", ondelete="CASCADE"), index=True)
     # Denormalised from the interaction: analytics scans events by capsule and day without a join.
-    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"))
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), info=NOT_OWNED)
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str] = mapped_column(sa.String(64))
     event_type: Mapped[EventType] = enum_column(EventType)
@@ -319,7 +330,8 @@ class ProcessingRestriction(Base):
     # NULL purpose: every purpose (a restriction); objections name the purpose objected to.
     purpose: Mapped[ConsentPurpose | None] = enum_column(ConsentPurpose, nullable=True)
     reason: Mapped[str] = mapped_column(sa.Text, default="")
-    request_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"))
+    request_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"),
+                                                         info=NOT_OWNED)
     created_at: Mapped[datetime] = _created()
     lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -344,14 +356,15 @@ class DataSubjectRequest(Base):
     verification_hash: Mapped[str | None] = mapped_column(sa.String(128))
     received_at: Mapped[datetime] = _created()
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    approved_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    approved_by: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), info=NOT_OWNED)
     approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     extended_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     extension_reason: Mapped[str | None] = mapped_column(sa.Text)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     status_reason: Mapped[str | None] = mapped_column(sa.Text)
-    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"))
+    duplicate_of: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("data_subject_requests.id", ondelete="SET NULL"),
+                                                           info=NOT_OWNED)
     steps: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
@@ -359,6 +372,7 @@ class DataSubjectRequest(Base):
         sa.CheckConstraint("due_at >= received_at", name="due_after_received"),
         sa.CheckConstraint("extended_due_at IS NULL OR extended_due_at >= due_at", name="extension_after_due"),
         sa.CheckConstraint("completed_at IS NULL OR completed_at >= received_at", name="completed_after_received"),
+        {"info": ANONYMIZE_ON_ERASURE},
     )
 
 
@@ -461,3 +475,176 @@ def personal_columns(metadata: sa.MetaData = Base.metadata) -> dict[str, list[st
         if names:
             found[table.name] = names
     return found
+
+
+# --- analytics ---
+
+from datetime import date  # noqa: E402  (appended section: the header above belongs to the core model)
+
+
+class DailyEngagement(Base):
+    """Engagement per capsule and UTC day, rebuilt whole each time its day is materialized.
+
+    Counts only events that passed validation and whose subject may be processed for
+    analytics; everything else is accounted for in ``daily_engagement_runs`` and
+    ``analytics_quarantine``, so the day's raw events always reconcile.
+    """
+
+    __tablename__ = "daily_engagement"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), primary_key=True,
+                                                  info=NOT_OWNED)
+    organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    events: Mapped[int] = mapped_column(sa.Integer)
+    views: Mapped[int] = mapped_column(sa.Integer)
+    unique_sessions: Mapped[int] = mapped_column(sa.Integer)
+    searches: Mapped[int] = mapped_column(sa.Integer)
+    chat_turns: Mapped[int] = mapped_column(sa.Integer)
+    dwell_events: Mapped[int] = mapped_column(sa.Integer)
+    completions: Mapped[int] = mapped_column(sa.Integer)
+    total_dwell_seconds: Mapped[float] = mapped_column(sa.Float)
+    median_dwell_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    # Distinct signed-in users, counted over keyed pseudonyms: the raw ids never reach this table.
+    unique_users: Mapped[int] = mapped_column(sa.Integer)
+    computed_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "events >= 0 AND views >= 0 AND unique_sessions >= 0 AND searches >= 0 AND chat_turns >= 0 "
+            "AND dwell_events >= 0 AND completions >= 0 AND unique_users >= 0", name="counts_not_negative"),
+        sa.CheckConstraint("total_dwell_seconds >= 0", name="dwell_not_negative"),
+        sa.Index("ix_daily_engagement_capsule_day", "capsule_id", "day"),
+    )
+
+
+class DailyTopQuery(Base):
+    """The most frequent normalised search queries per capsule and day, each issued by at least k subjects.
+
+    Rarer strings are never stored: a query typed by one person can name that person.
+    """
+
+    __tablename__ = "daily_top_queries"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    capsule_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("capsules.id", ondelete="CASCADE"), primary_key=True,
+                                                  info=NOT_OWNED)
+    query_norm: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.Integer)
+    subjects: Mapped[int] = mapped_column(sa.Integer)
+    rank: Mapped[int] = mapped_column(sa.Integer)
+
+    __table_args__ = (
+        sa.CheckConstraint("count >= subjects AND subjects > 0", name="count_covers_subjects"),
+        sa.CheckConstraint("rank > 0", name="rank_positive"),
+    )
+
+
+class DailyEngagementRun(Base):
+    """What the last materialization of a day read and did with it: the ledger aggregates reconcile against."""
+
+    __tablename__ = "daily_engagement_runs"
+
+    day: Mapped[date] = mapped_column(sa.Date, primary_key=True)
+    materialized_at: Mapped[datetime] = _created()
+    events_read: Mapped[int] = mapped_column(sa.Integer)
+    events_aggregated: Mapped[int] = mapped_column(sa.Integer)
+    events_quarantined: Mapped[int] = mapped_column(sa.Integer)
+    events_excluded: Mapped[int] = mapped_column(sa.Integer)
+    subjects_excluded: Mapped[int] = mapped_column(sa.Integer)
+    top_query_k: Mapped[int] = mapped_column(sa.Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    # Set once retention deleted the day's raw events: the aggregates are final from then on.
+    raw_purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        sa.CheckConstraint("events_read = events_aggregated + events_quarantined + events_excluded",
+                           name="events_reconcile"),
+    )
+
+
+class AnalyticsQuarantine(Base):
+    """Events analytics could not use, one row per event with the reason.
+
+    Holds no payload and no user id (only the event's id), so quarantining copies no personal data.
+    """
+
+    __tablename__ = "analytics_quarantine"
+
+    id: Mapped[uuid.UUID] = _id()
+    # No foreign key: events arrive from outside the database too (Arrow batches), and the
+    # record of a rejected event must outlive the raw event's retention.
+    # Not unique: a duplicate delivery of an event is quarantined under the same id as the original.
+    event_id: Mapped[uuid.UUID] = mapped_column(sa.Uuid, index=True)
+    day: Mapped[date] = mapped_column(sa.Date, index=True)
+    capsule_id: Mapped[uuid.UUID | None] = mapped_column(sa.Uuid)
+    event_type: Mapped[str] = mapped_column(sa.String(32))
+    reason: Mapped[str] = mapped_column(sa.String(32), index=True)
+    detail: Mapped[str] = mapped_column(sa.String(300), default="")
+    occurred_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    quarantined_at: Mapped[datetime] = _created()
+
+
+class PrivacyBudget(Base):
+    """The differential-privacy ledger: one row per release, with the epsilon it spent.
+
+    The budget is per dataset and period; a release that would take the period's total
+    past its budget is refused, and rows are never updated or deleted.
+    """
+
+    __tablename__ = "privacy_budget"
+
+    id: Mapped[uuid.UUID] = _id()
+    dataset: Mapped[str] = mapped_column(sa.String(64))
+    period: Mapped[str] = mapped_column(sa.String(32))
+    epsilon: Mapped[float] = mapped_column(sa.Float)
+    epsilon_budget: Mapped[float] = mapped_column(sa.Float)
+    epsilon_remaining: Mapped[float] = mapped_column(sa.Float)
+    mechanism: Mapped[str] = mapped_column(sa.String(32))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    object_key: Mapped[str] = mapped_column(sa.String(1024), default="")
+    released_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        sa.Index("ix_privacy_budget_dataset_period", "dataset", "period"),
+        sa.CheckConstraint("epsilon > 0", name="epsilon_positive"),
+        sa.CheckConstraint("epsilon_remaining >= 0 AND epsilon_remaining <= epsilon_budget", name="within_budget"),
+    )
+
+
+class PiiFinding(Base):
+    """Where PII was detected: the place, the kind and a keyed hash, never the matched text."""
+
+    __tablename__ = "pii_findings"
+
+    id: Mapped[uuid.UUID] = _id()
+    source: Mapped[str] = mapped_column(sa.String(16))
+    content_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("content.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("interaction_events.id", ondelete="CASCADE"),
+                                                       index=True)
+    field: Mapped[str] = mapped_column(sa.String(64))
+    entity_type: Mapped[str] = mapped_column(sa.String(64), index=True)
+    start_char: Mapped[int] = mapped_column(sa.Integer)
+    end_char: Mapped[int] = mapped_column(sa.Integer)
+    score: Mapped[float] = mapped_column(sa.Float)
+    # "<key id>:<HMAC-SHA256>": equal values can be matched up, the value cannot be guessed back.
+    value_hash: Mapped[str] = mapped_column(sa.String(80))
+    detected_at: Mapped[datetime] = _created()
+
+    __table_args__ = (
+        sa.CheckConstraint("source IN ('content', 'event')", name="source_known"),
+        sa.CheckConstraint("(content_id IS NULL) != (event_id IS NULL)", name="one_target"),
+        sa.CheckConstraint("end_char > start_char AND start_char >= 0", name="offsets_ordered"),
+    )
+
+
+class PiiScanState(Base):
+    """What the PII scan last looked at per source item, so each run scans only what changed."""
+
+    __tablename__ = "pii_scan_state"
+
+    source: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    source_key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(sa.String(128))
+    findings: Mapped[int] = mapped_column(sa.Integer, default=0)
+    scanned_at: Mapped[datetime] = _created()

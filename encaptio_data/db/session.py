@@ -19,6 +19,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # while a run writes; the busy timeout turns brief lock contention into waiting, not errors.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows are overwritten with zeros, not left in free pages: an erasure must not
+    # leave the subject's bytes in the database file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
@@ -62,6 +65,16 @@ class Database:
             raise StoreUnavailableError(
                 f"database unreachable at ENCAPTIO_DATABASE_URL={redact_url(self.url)}: {reason}"
             ) from None
+
+    def compact_deleted(self) -> None:
+        """Make deletions physical: on SQLite fold the WAL (which holds old page images) back
+        into the file and truncate it; on PostgreSQL vacuum so dead tuples are reclaimed."""
+        if self.dialect == "sqlite":
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM")
 
     def dispose(self) -> None:
         self.engine.dispose()

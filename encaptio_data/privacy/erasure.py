@@ -1,0 +1,294 @@
+"""Erasure (GDPR Art. 17): the subject's data leaves every store, then a verification proves it.
+
+Order matters for crash safety. Everything outside the database is derived from rows we
+still hold (object keys, content ids), so the external stores are cleaned first and the
+rows last: a crash at any point leaves the rows in place, and the re-run finds the same
+objects, vectors and cache keys (all deletions are idempotent) before removing the rows
+in one transaction. The erasure ledger (keyed hashes only) is written in that same
+transaction and re-applied after any restore, so a backup cannot bring the subject back.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from encaptio_data import audit
+from encaptio_data.db.enums import HoldScope
+from encaptio_data.db.models import Base, DataSubjectRequest, ErasureLedger, LegalHold, User, utcnow
+from encaptio_data.content.uploads import UPLOADS_PREFIX
+from encaptio_data.errors import EncaptioError
+from encaptio_data.keys import KeyStore
+from encaptio_data.platform import Platform
+from encaptio_data.privacy.access import EXPORTS_PREFIX
+from encaptio_data.privacy.subjects import SubjectGraph, collect, subject_ref
+from encaptio_data.search.index import open_chunks_table
+
+SUBJECT_CACHE_TAG = "subject:{}"
+
+
+class LegalHoldError(EncaptioError):
+    """Art. 17(3): data under a legal hold cannot be erased until the hold is released."""
+
+
+def subject_cache_tag(user_id: uuid.UUID | str) -> str:
+    return SUBJECT_CACHE_TAG.format(user_id)
+
+
+@dataclass
+class ErasureReport:
+    subject_ref: str
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+    rows_anonymized: dict[str, int] = field(default_factory=dict)
+    object_versions_deleted: int = 0
+    vector_rows_deleted: int = 0
+    cache_keys_deleted: int = 0
+    data_key_destroyed: bool = False
+    affected_capsules: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _holds(session: Session, graph: SubjectGraph) -> list[LegalHold]:
+    scopes = [(HoldScope.USER, [graph.user_id]), (HoldScope.ORGANIZATION, [graph.organization_id]),
+              (HoldScope.CAPSULE, graph.ids("capsules")), (HoldScope.CONTENT, graph.ids("content"))]
+    found = []
+    for scope, ids in scopes:
+        if ids:
+            found += session.scalars(sa.select(LegalHold).where(LegalHold.scope == scope, LegalHold.scope_id.in_(ids),
+                                                                LegalHold.released_at.is_(None))).all()
+    return found
+
+
+def _blank(column: sa.Column[Any]) -> Any:
+    if column.nullable:
+        return None
+    return {} if isinstance(column.type, sa.JSON) else "[erased]"
+
+
+def erase_subject(platform: Platform, user_id: uuid.UUID, *, actor: str, request_id: uuid.UUID | None = None
+                  ) -> ErasureReport:
+    keys = KeyStore(platform.settings.keys_dir)
+    with platform.db.session() as session:
+        user = session.get(User, user_id)
+        if user is None:
+            raise EncaptioError(f"subject {user_id} does not exist (already erased?)")
+        graph = collect(session, user)
+        holds = _holds(session, graph)
+        if holds:
+            reasons = "; ".join(f"{h.scope.value} {h.scope_id}: {h.reason}" for h in holds)
+            raise LegalHoldError(f"erasure blocked by legal hold ({reasons})")
+        ref = subject_ref(keys, user.organization_id, user.email)
+    report = ErasureReport(subject_ref=ref)
+    report.affected_capsules = sorted({str(c) for c in graph.ids("capsules")} |
+                                      {str(row["capsule_id"]) for row in graph.rows.get("content", [])})
+
+    content_ids = graph.ids("content")
+    keys_to_erase = {row["object_key"] for row in graph.rows.get("content", [])}
+    # Uploads into the subject's own capsules that were never registered as content (the
+    # pipeline had not run yet, or rejected them) belong to the subject all the same.
+    for capsule in graph.rows.get("capsules", []):
+        prefix = f"{UPLOADS_PREFIX}{capsule['organization_id']}/{capsule['id']}/"
+        keys_to_erase |= {version.key for version in platform.objects.list_versions(prefix)}
+    for key in sorted(keys_to_erase):
+        report.object_versions_deleted += platform.objects.delete_all_versions(key)
+    for request in graph.rows.get("data_subject_requests", []):
+        for suffix in (".zip.enc", ".zip"):
+            key = f"{EXPORTS_PREFIX}{request['organization_id']}/{request['id']}{suffix}"
+            report.object_versions_deleted += platform.objects.delete_all_versions(key)
+    report.vector_rows_deleted = purge_vectors(platform, content_ids)
+    report.cache_keys_deleted = platform.cache.invalidate_tag(subject_cache_tag(user_id))
+    from encaptio_data.content.pipeline import invalidate_search_cache
+
+    report.cache_keys_deleted += invalidate_search_cache(
+        platform.cache, {(graph.organization_id, uuid.UUID(c)) for c in report.affected_capsules})
+
+    with platform.db.session() as session:
+        _delete_rows(session, graph, report)
+        if session.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.subject_hash == ref)) is None:
+            session.add(ErasureLedger(subject_hash=ref, organization_id=graph.organization_id, request_id=request_id))
+        audit.append_in(session, actor=actor, action="subject.erased", organization_id=graph.organization_id,
+                        subject_ref=ref, target=str(request_id) if request_id else None,
+                        details={k: v for k, v in report.as_dict().items() if k != "affected_capsules"})
+    platform.db.compact_deleted()
+    report.data_key_destroyed = keys.destroy_data_key(str(user_id))
+    return report
+
+
+def _delete_rows(session: Session, graph: SubjectGraph, report: ErasureReport) -> None:
+    # Children before parents, so no foreign key is ever left pointing at a deleted row.
+    for table in reversed(Base.metadata.sorted_tables):
+        ids = graph.ids(table.name)
+        if not ids:
+            continue
+        pk_columns = list(table.primary_key.columns)
+        pk = pk_columns[0] if len(pk_columns) == 1 else sa.tuple_(*pk_columns)
+        if table.info.get("erasure") == "anonymize":
+            personal = [c for c in table.columns if c.info.get("classification")]
+            values = {c.name: _blank(c) for c in personal}
+            if table.name == DataSubjectRequest.__tablename__:
+                values["user_id"] = None
+            result = session.execute(sa.update(table).where(pk.in_(ids)).values(**values))
+            report.rows_anonymized[table.name] = result.rowcount
+        else:
+            result = session.execute(sa.delete(table).where(pk.in_(ids)))
+            report.rows_deleted[table.name] = result.rowcount
+
+
+def purge_vectors(platform: Platform, content_ids: list[uuid.UUID]) -> int:
+    """Delete the rows, then make the deletion physical.
+
+    A LanceDB delete only writes a deletion file: the text stays in the data files and in
+    every older version. Compaction with a materialize threshold of 0 rewrites the affected
+    fragments without the rows, the full-text index is rebuilt (its postings still hold the
+    deleted text), and versions older than now are cleaned up. That cleanup also ends the
+    table's own 30-day history: the vectors are derived data, rebuildable from the database,
+    and an erasure outranks a convenience.
+    """
+    from lancedb.expr import col
+
+    from encaptio_data.errors import NotFoundError
+
+    try:
+        table = open_chunks_table(platform.vectors, create=False)
+    except NotFoundError:
+        return 0
+    ids = [str(c) for c in content_ids]
+    before = table.count_rows()
+    if ids:
+        table.delete(col("content_id").isin(ids))
+    deleted = before - table.count_rows()
+    with warnings.catch_warnings():
+        # optimize() cannot set the materialize threshold; compact_files still can, deprecated or not.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        table.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+    if any(index.name == "text_idx" for index in table.list_indices()):
+        from lancedb.index import FTS
+
+        table.create_index("text", config=FTS(with_position=False), replace=True, name="text_idx")
+    table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+    return deleted
+
+
+def replay_ledger(platform: Platform, *, actor: str = "restore") -> list[str]:
+    """After a restore: erase again every subject the ledger says was erased. Returns their refs."""
+    keys = KeyStore(platform.settings.keys_dir)
+    with platform.db.session() as session:
+        erased = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
+        if not erased:
+            return []
+        returning = [(u.id, ref) for u in session.scalars(sa.select(User))
+                     if (ref := subject_ref(keys, u.organization_id, u.email)) in erased]
+    for user_id, _ in returning:
+        erase_subject(platform, user_id, actor=actor)
+    return [ref for _, ref in returning]
+
+
+@dataclass
+class Verification:
+    passed: bool
+    remaining_rows: dict[str, int]
+    scanned: dict[str, int]
+    findings: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def verify_erased(platform: Platform, user_id: uuid.UUID | None, identifiers: list[str]) -> Verification:
+    """Re-run the access collection and scan every store for the subject's identifiers."""
+    from encaptio_data.privacy.access import AccessExports
+
+    graph = AccessExports(platform).collect(user_id)[0] if user_id else SubjectGraph(uuid.UUID(int=0), uuid.UUID(int=0), "")
+    needles = sorted({i for i in identifiers if i and len(i) >= 6})
+    findings: list[str] = []
+    scanned: dict[str, int] = {}
+    findings += _scan_database(platform, needles, scanned)
+    findings += _scan_objects(platform, needles, scanned)
+    findings += _scan_vectors(platform, needles, scanned)
+    findings += _scan_cache(platform, needles, scanned)
+    if platform.settings.profile == "embedded":
+        findings += scan_directory(platform.settings.root, needles, scanned,
+                                   skip={platform.settings.keys_dir.resolve()})
+    return Verification(passed=not graph.rows and not findings, remaining_rows=graph.counts, scanned=scanned,
+                        findings=findings)
+
+
+def _scan_database(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    findings = []
+    with platform.db.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            text_columns = [c for c in table.columns
+                            if isinstance(c.type, (sa.String, sa.Text, sa.JSON)) or c.name == "id"]
+            if not text_columns:
+                continue
+            for needle in needles:
+                conditions = [sa.cast(c, sa.Text).contains(needle, autoescape=True) for c in text_columns]
+                if conn.execute(sa.select(sa.func.count()).select_from(table).where(sa.or_(*conditions))).scalar():
+                    findings.append(f"database table {table.name} still holds an identifier")
+            scanned["tables"] = scanned.get("tables", 0) + 1
+    return sorted(set(findings))
+
+
+def _scan_objects(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    findings = []
+    for version in platform.objects.list_versions():
+        scanned["object_versions"] = scanned.get("object_versions", 0) + 1
+        if version.is_delete_marker:
+            continue
+        data = platform.objects.get(version.key, version.version_id)
+        haystack = data + version.key.encode() + repr(version.metadata).encode()
+        if any(needle.encode() in haystack for needle in needles):
+            findings.append(f"object {version.key} (version {version.version_id}) still holds an identifier")
+    return findings
+
+
+def _scan_vectors(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    findings = []
+    for name in platform.vectors.table_names():
+        table = platform.vectors.open_table(name)
+        for batch in table.to_lance().to_batches(columns=[f.name for f in table.schema if str(f.type) == "string"]):
+            scanned["vector_rows"] = scanned.get("vector_rows", 0) + batch.num_rows
+            for column in batch.columns:
+                text = "\n".join(v for v in column.to_pylist() if v)
+                if any(needle in text for needle in needles):
+                    findings.append(f"vector table {name} still holds an identifier")
+    return sorted(set(findings))
+
+
+def _scan_cache(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    findings = []
+    for key in platform.cache.keys():
+        scanned["cache_keys"] = scanned.get("cache_keys", 0) + 1
+        value = platform.cache.get(key) or b""
+        if any(needle in key or needle.encode() in value for needle in needles):
+            findings.append(f"cache key {key} still holds an identifier")
+    return findings
+
+
+def scan_directory(root: Path, needles: list[str], scanned: dict[str, int], *, skip: set[Path]) -> list[str]:
+    """The raw bytes of every file under the data dir: what a disk image or a copy would show."""
+    findings = []
+    encoded = [n.encode() for n in needles] + [n.encode("utf-16-le") for n in needles]
+    for directory, _, files in os.walk(root):
+        if any(Path(directory).resolve().is_relative_to(s) for s in skip):
+            continue
+        for name in files:
+            path = Path(directory) / name
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            scanned["files"] = scanned.get("files", 0) + 1
+            if any(needle in data for needle in encoded):
+                findings.append(f"file {path.relative_to(root)} still holds an identifier")
+    return findings
