@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +31,16 @@ app = typer.Typer(name="encaptio", help="The Encaptio data platform.", no_args_i
                   pretty_exceptions_enable=False, add_completion=False)
 users_app = typer.Typer(help="Manage users.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+dsar_app = typer.Typer(help="Data subject requests (GDPR/CCPA).", no_args_is_help=True)
+app.add_typer(dsar_app, name="dsar")
+audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+consent_app = typer.Typer(help="Consent per purpose.", no_args_is_help=True)
+app.add_typer(consent_app, name="consent")
 
 console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+AsOption = Annotated[str | None, typer.Option("--as", help="Operator email (default ENCAPTIO_OPERATOR).")]
 
 
 def emit(payload: Any, as_json: bool, render: Any = None) -> None:
@@ -171,6 +179,149 @@ def search(
             content_types=tuple(content_type or ()), created_from=aware(created_from), created_to=aware(created_to),
             sort=sort, limit=limit, offset=offset, cursor=cursor))
     emit(page.as_dict(), as_json, _render_search)
+
+
+def _operator(as_: str | None, platform: Platform) -> str | None:
+    return as_ or platform.settings.operator
+
+
+def _key_values(pairs: list[str] | None) -> dict[str, str]:
+    values = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise EncaptioError(f"--set expects FIELD=VALUE, got {pair!r}")
+        values[name.strip()] = value
+    return values
+
+
+@dsar_app.command("submit")
+def dsar_submit(
+    type: Annotated[str, typer.Option("--type", help="access, erasure, rectification, restriction or objection.")],
+    email: Annotated[str, typer.Option(help="The data subject's email.")],
+    org: Annotated[str | None, typer.Option("--org", help="Organization id.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="FIELD=VALUE (rectification; purpose= for objection).")] = None,
+    jurisdiction: Annotated[str, typer.Option(help="gdpr or ccpa.")] = "gdpr",
+    source: Annotated[str, typer.Option(help="cli/operator (identity checked by the operator) or web/email (a code).")] = "cli",
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a request; prints it with its id (and a verification code for self-service sources)."""
+    from encaptio_data.privacy.requests import Requests
+
+    with open_platform() as platform:
+        platform.db.check()
+        submission = Requests(platform).submit(type=type, email=email, organization_id=org, changes=_key_values(set_),
+                                               jurisdiction=jurisdiction, source=source,
+                                               actor=_operator(as_, platform) or "cli")
+    emit({**submission.request, "merged": submission.merged, "verification_code": submission.verification_code}, as_json)
+
+
+@dsar_app.command("verify")
+def dsar_verify(request_id: str, code: Annotated[str, typer.Option(help="The one-time code.")],
+                as_json: JsonOption = False) -> None:
+    """Confirm the subject's identity with the one-time code."""
+    from encaptio_data.privacy.requests import Requests
+
+    with open_platform() as platform:
+        emit(Requests(platform).verify(request_id, code), as_json)
+
+
+@dsar_app.command("approve")
+def dsar_approve(request_id: str, as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Approve a verified request (erasure needs a privacy officer)."""
+    from encaptio_data.privacy.requests import Requests
+
+    with open_platform() as platform:
+        emit(Requests(platform).approve(request_id, operator=_operator(as_, platform)), as_json)
+
+
+@dsar_app.command("reject")
+def dsar_reject(request_id: str, reason: Annotated[str, typer.Option(help="Why (sent to the subject).")],
+                as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Reject a request with a reason."""
+    from encaptio_data.privacy.requests import Requests
+
+    with open_platform() as platform:
+        emit(Requests(platform).reject(request_id, reason, operator=_operator(as_, platform)), as_json)
+
+
+@dsar_app.command("extend")
+def dsar_extend(request_id: str, reason: Annotated[str, typer.Option(help="Why more time is needed.")],
+                as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Extend the deadline once (GDPR: two months; CCPA: 45 days), with the reason."""
+    from encaptio_data.privacy.requests import Requests
+
+    with open_platform() as platform:
+        emit(Requests(platform).extend(request_id, reason, operator=_operator(as_, platform)), as_json)
+
+
+@dsar_app.command("process")
+def dsar_process(request_id: Annotated[str | None, typer.Argument(help="One request; default every approved one.")] = None,
+                 as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Carry out approved requests now, by the same code path as the sensor-launched jobs."""
+    from encaptio_data.privacy.process import RequestProcessor
+
+    with open_platform() as platform:
+        processor = RequestProcessor(platform)
+        actor = _operator(as_, platform) or "cli"
+        results = [processor.process(request_id, actor=actor)] if request_id else processor.process_all(actor=actor)
+    emit(results, as_json)
+    failed = [r for r in results if r["status"] != "completed"]
+    if failed:
+        raise EncaptioError(f"request {failed[0]['id']} {failed[0]['status']}: {failed[0]['status_reason']}")
+
+
+@dsar_app.command("status")
+def dsar_status(request_id: str, as_json: JsonOption = False) -> None:
+    """State, steps done and, when complete, the signed receipt."""
+    from encaptio_data.privacy.requests import Requests, request_view
+
+    with open_platform() as platform:
+        requests = Requests(platform)
+        with platform.db.session() as session:
+            emit(request_view(requests.get(session, request_id)), as_json)
+
+
+@dsar_app.command("download")
+def dsar_download(token: str, out: Annotated[Path, typer.Option("--out", help="Directory to write the ZIP to.")],
+                  as_json: JsonOption = False) -> None:
+    """Download an access export with its token (refused once expired or if altered)."""
+    from encaptio_data.privacy.access import AccessExports
+
+    with open_platform() as platform:
+        path = AccessExports(platform).download(token, out)
+    emit({"path": str(path), "bytes": path.stat().st_size}, as_json)
+
+
+@audit_app.command("verify")
+def audit_verify(as_json: JsonOption = False) -> None:
+    """Check the hash chain; exits non-zero at the first edited, inserted or removed entry."""
+    from encaptio_data.audit import verify_chain
+
+    with open_platform() as platform:
+        report = verify_chain(platform.db)
+    emit(report.as_dict(), as_json)
+    if not report.valid:
+        raise EncaptioError(f"audit chain broken: {report.problem}")
+
+
+@consent_app.command("set")
+def consent_set(
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    purpose: Annotated[str, typer.Option(help="analytics, personalization, marketing or model_improvement.")],
+    granted: Annotated[bool, typer.Option("--grant/--withdraw", help="Grant or withdraw.")],
+    version: Annotated[str, typer.Option(help="Version of the consent text.")] = "current",
+    org: Annotated[str | None, typer.Option("--org")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Record a consent decision (the history is kept)."""
+    from encaptio_data.privacy.consent import record_consent
+    from encaptio_data.privacy.subjects import find_user
+
+    with open_platform() as platform, platform.db.session() as session:
+        user = find_user(session, email=email, organization_id=org)
+        emit(record_consent(session, user.id, purpose, granted=granted, version=version), as_json)
 
 
 def _render_search(page: dict[str, Any]) -> None:
