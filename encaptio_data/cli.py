@@ -37,6 +37,9 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 consent_app = typer.Typer(help="Consent per purpose.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
+bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
+                        no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
 
 console = Console(stderr=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
@@ -322,6 +325,22 @@ def consent_set(
     with open_platform() as platform, platform.db.session() as session:
         user = find_user(session, email=email, organization_id=org)
         emit(record_consent(session, user.id, purpose, granted=granted, version=version), as_json)
+
+
+def _bench_progress(as_json: bool) -> Any:
+    return None if as_json else (lambda message: console.print(message, highlight=False))
+
+
+@bench_app.command("privacy")
+def bench_privacy(
+    events: Annotated[int, typer.Option(help="Interaction events of the heavy subject.")] = 10_000,
+    files: Annotated[int, typer.Option(help="Files of the heavy subject.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """Erasure of one subject on the demo data, and the access export of a heavy subject."""
+    from bench.privacy import run_privacy_bench
+
+    emit(run_privacy_bench(events=events, files=files, progress=_bench_progress(as_json)), as_json)
 
 
 def _render_search(page: dict[str, Any]) -> None:

@@ -175,7 +175,11 @@ def purge_vectors(platform: Platform, content_ids: list[uuid.UUID]) -> int:
         from lancedb.index import FTS
 
         table.create_index("text", config=FTS(with_position=False), replace=True, name="text_idx")
-    table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+    with warnings.catch_warnings():
+        # LanceDB warns that readers of older versions may fail; searches re-read the latest
+        # version on every query (read_consistency_interval=0), and the erasure must not wait.
+        warnings.simplefilter("ignore", UserWarning)
+        table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
     return deleted
 
 
