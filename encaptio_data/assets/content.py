@@ -1,11 +1,16 @@
-"""Content assets: uploads → content → extracted text → chunks → chunk embeddings → search indexes."""
+"""Content assets: uploads → content → extracted text → chunks → chunk embeddings → search indexes.
+
+Metadata and logs name content by id and uploads by a digest of their key, never by file
+name or text: Dagster's event log is not reached by erasure, so it must hold nothing that
+erasure would have to remove.
+"""
 
 import uuid
 from collections import Counter
 
 import dagster as dg
 
-from encaptio_data.assets.metadata import OWNERS, markdown_table
+from encaptio_data.assets.metadata import OWNERS, key_digest, markdown_table
 from encaptio_data.assets.partitions import capsule_partitions
 from encaptio_data.content.embedding import load_embedder
 from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
@@ -35,7 +40,7 @@ def uploads(object_store: ObjectStoreResource) -> dg.MaterializeResult:
         total_bytes += version.size
         by_mime[version.content_type] += 1
         if len(preview) < 10:
-            preview.append({"key": version.key, "size": version.size, "type": version.content_type})
+            preview.append({"upload": key_digest(version.key), "size": version.size, "type": version.content_type})
     return dg.MaterializeResult(
         metadata={
             "object_count": count,
@@ -63,8 +68,9 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             object_store: ObjectStoreResource) -> dg.MaterializeResult:
     db = database.get()
     report = register_uploads(db, object_store.get(), prefix=capsule_upload_prefix(db, context.partition_key))
-    for rejected in report.rejected:
-        context.log.warning(f"upload {rejected['key']} not registered: {rejected['reason']}")
+    rejected = [{"upload": key_digest(r["key"]), "reason": r["reason"]} for r in report.rejected]
+    for item in rejected:
+        context.log.warning(f"upload {item['upload']} not registered: {item['reason']}")
     with db.session() as session:
         counts = content_counts(session, capsule_id=uuid.UUID(context.partition_key))
     return dg.MaterializeResult(
@@ -74,7 +80,7 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             "unchanged": report.unchanged,
             "duplicates": len(report.duplicates),
             "rejected": len(report.rejected),
-            "rejected_reasons": dg.MetadataValue.md(markdown_table(report.rejected)),
+            "rejected_reasons": dg.MetadataValue.md(markdown_table(rejected)),
             "content_rows_by_type": dg.MetadataValue.json(counts),
             "content_rows": sum(counts.values()),
         }
@@ -97,13 +103,14 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
 def extracted_text(context: dg.AssetExecutionContext, database: DatabaseResource,
                    object_store: ObjectStoreResource) -> dg.MaterializeResult:
     report = extract_content(database.get(), object_store.get(), capsule_id=uuid.UUID(context.partition_key))
-    for failure in report.failures:
-        context.log.warning(f"extraction failed for {failure['file']}: {failure['reason']}")
+    failures = [{"content_id": f["content_id"], "reason": f["reason"]} for f in report.failures]
+    for failure in failures:
+        context.log.warning(f"extraction failed for content {failure['content_id']}: {failure['reason']}")
     return dg.MaterializeResult(metadata={
         "extracted": report.processed,
         "unchanged": report.skipped,
         "by_status": dg.MetadataValue.json(dict(report.statuses)),
-        "failed_extractions": dg.MetadataValue.md(markdown_table(report.failures)),
+        "failed_extractions": dg.MetadataValue.md(markdown_table(failures)),
         "bytes_read": report.items,
         "seconds": report.seconds,
     })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 
 OWNERS = ["team:data-platform"]
@@ -21,3 +22,8 @@ def markdown_table(rows: Sequence[Mapping[str, object]], limit: int = 20) -> str
     if len(rows) > limit:
         lines.append(f"\n_{len(rows) - limit} more not shown_")
     return "\n".join(lines)
+
+
+def key_digest(key: str) -> str:
+    """A short, stable name for an object key that carries no file name (see assets/content.py)."""
+    return "k-" + hashlib.sha256(key.encode()).hexdigest()[:12]

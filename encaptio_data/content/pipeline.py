@@ -139,8 +139,11 @@ def chunk_content(db: Database, *, capsule_id: uuid.UUID | None = None, tokenize
         extraction.chunk_count = len(chunks)
         report.processed += 1
         report.items += len(chunks)
-        if len(report.preview) < 5 and chunks:
-            report.preview.append({"file": content.filename, "chunks": len(chunks), "first": chunks[0].text[:100]})
+        if len(report.preview) < 10 and chunks:
+            tokens = [c.token_count for c in chunks]
+            report.preview.append({"content_id": str(content.id), "type": content.type.value, "chunks": len(chunks),
+                                   "tokens_min": min(tokens), "tokens_max": max(tokens),
+                                   "pages": len({c.page for c in chunks if c.page})})
         if progress:
             progress(1)
     report.seconds = time.monotonic() - started

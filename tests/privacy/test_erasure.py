@@ -132,3 +132,25 @@ def test_restore_from_an_old_copy_then_replaying_the_ledger_erases_again(tmp_pat
     with restored.db.session() as session:
         assert session.get(User, victim.user_id) is None
     assert scan_directory(tmp_path / "restore", [victim.canary], {}, skip={restored.settings.keys_dir}) == []
+
+
+def test_dagster_runs_keep_no_personal_data_in_the_instance(tmp_path: Path) -> None:
+    """The pipeline run through Dagster (real model), then erasure: the scan covers DAGSTER_HOME too."""
+    from encaptio_data.accounts import add_user, ensure_organization
+    from encaptio_data.bootstrap import initialize
+    from encaptio_data.content.uploads import capsule_ids
+    from encaptio_data.jobs.run import materialize_all
+
+    platform = Platform()
+    initialize(platform)
+    with platform.db.session() as session:
+        org = ensure_organization(session, name="Acme", slug="acme")
+        officer = add_user(session, email="dpo@acme.test", name="DPO", organization_id=org.id,
+                           role="privacy_officer").email
+    victim = plant(platform, "dagster")
+    run = materialize_all(platform.settings, dynamic_partitions={"capsules": capsule_ids(platform.db)})
+    assert run.success, run.failures
+    assert _erase(platform, victim.email, officer)["status"] == "completed"
+    found = scan_directory(platform.settings.root, [victim.canary, victim.email], {},
+                           skip={platform.settings.keys_dir.resolve()})
+    assert found == []
