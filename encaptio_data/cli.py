@@ -37,6 +37,8 @@ audit_app = typer.Typer(help="The hash-chained audit trail.", no_args_is_help=Tr
 app.add_typer(audit_app, name="audit")
 consent_app = typer.Typer(help="Consent per purpose.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
+keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -307,6 +309,20 @@ def audit_verify(as_json: JsonOption = False) -> None:
     emit(report.as_dict(), as_json)
     if not report.valid:
         raise EncaptioError(f"audit chain broken: {report.problem}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(as_json: JsonOption = False) -> None:
+    """Re-wrap every data key under a new master key (data untouched); the old master is retired after a
+    verified re-wrap. Safe to re-run after an interruption."""
+    from encaptio_data import audit
+    from encaptio_data.keys import KeyStore
+
+    with open_platform() as platform:
+        report = KeyStore(platform.settings.keys_dir).rotate_master()
+        audit.append(platform.db, actor=platform.settings.operator or "cli", action="keys.rotated",
+                     details={k: v for k, v in report.items() if k != "retired_to"})
+    emit(report, as_json)
 
 
 @consent_app.command("set")

@@ -30,13 +30,28 @@ _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 ENVELOPE_MAGIC = b"ENC1"
 
 
+def _key_id(key: bytes) -> str:
+    return hashlib.sha256(b"key-id:" + key).hexdigest()[:16]
+
+
 class KeyDestroyedError(EncaptioError):
     """The subject's data key was destroyed (erasure): the data is unreadable by design."""
 
 
+def _private_dirs(directory: Path) -> None:
+    """Create the directory and any missing parents owner-only (mkdir's mode applies only to the last)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(created, 0o700)
+
+
 def _write_private(path: Path, data: bytes) -> None:
     """Atomic, owner-only: a crash leaves the old key or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _private_dirs(path.parent)
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -85,7 +100,58 @@ class KeyStore:
         return key
 
     def master_key_id(self) -> str:
-        return hashlib.sha256(b"key-id:" + self.master_key()).hexdigest()[:16]
+        return _key_id(self.master_key())
+
+    @property
+    def _next_master_path(self) -> Path:
+        return self.root / "master.next.key"
+
+    def _master_by_id(self, key_id: str) -> bytes:
+        """The master key a record was wrapped with: the current one, or the next one mid-rotation."""
+        candidates = [self.master_key()]
+        if self._next_master_path.exists():
+            candidates.append(self._next_master_path.read_bytes())
+        for key in candidates:
+            if _key_id(key) == key_id:
+                return key
+        raise IntegrityError(f"no master key with id {key_id} (retired before its keys were re-wrapped?)")
+
+    def _records(self) -> list[Path]:
+        return sorted((self.root / "subjects").glob("*/*.json"))
+
+    def rotate_master(self) -> dict[str, object]:
+        """Re-wrap every data key under a new master key; the data itself is not touched.
+
+        Crash-safe at every step: the next master is written before any record uses it,
+        each record names the master that wrapped it (so both masters stay usable until the
+        end), and the old master is retired only after every record has been re-read with
+        the new one. Running it again after a crash finishes the same rotation.
+        """
+        old = self.master_key()
+        if not self._next_master_path.exists():
+            _write_private(self._next_master_path, secrets.token_bytes(KEY_BYTES))
+        new = self._next_master_path.read_bytes()
+        rewrapped = 0
+        for path in self._records():
+            record = json.loads(path.read_bytes())
+            if record["master_key_id"] == _key_id(new):
+                continue
+            subject = record["subject"]
+            key = decrypt(self._master_by_id(record["master_key_id"]), bytes.fromhex(record["wrapped"]),
+                          subject.encode(), what=f"data key of subject {subject}")
+            record = {"subject": subject, "master_key_id": _key_id(new),
+                      "wrapped": encrypt(new, key, subject.encode()).hex()}
+            _write_private(path, json.dumps(record).encode())
+            rewrapped += 1
+        for path in self._records():
+            record = json.loads(path.read_bytes())
+            decrypt(new, bytes.fromhex(record["wrapped"]), record["subject"].encode(),
+                    what=f"re-wrapped data key of subject {record['subject']}")
+        retired = self.root / "retired" / f"master-{_key_id(old)}.key"
+        _write_private(retired, old)
+        os.replace(self._next_master_path, self._master_path)
+        return {"old_master_key_id": _key_id(old), "new_master_key_id": _key_id(new), "rewrapped": rewrapped,
+                "verified": len(self._records()), "retired_to": str(retired.relative_to(self.root))}
 
     # -- named secrets (HMAC keys) ------------------------------------------------------
     def secret(self, name: str) -> bytes:
@@ -116,8 +182,8 @@ class KeyStore:
             _write_private(path, json.dumps(record).encode())
             return key
         record = json.loads(path.read_bytes())
-        return decrypt(self.master_key(), bytes.fromhex(record["wrapped"]), subject_id.encode(),
-                       what=f"data key of subject {subject_id}")
+        return decrypt(self._master_by_id(record["master_key_id"]), bytes.fromhex(record["wrapped"]),
+                       subject_id.encode(), what=f"data key of subject {subject_id}")
 
     def destroy_data_key(self, subject_id: str) -> bool:
         """Crypto-shred: remove the only copy of the wrapped key, leaving a tombstone (no key material)."""

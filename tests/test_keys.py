@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from encaptio_data.errors import IntegrityError
+from encaptio_data.keys import KeyDestroyedError, KeyStore
+
+
+def test_envelope_round_trip_and_tamper_detection(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    secret = keys.encrypt_for("alice", b"alice's diary")
+    assert b"diary" not in secret
+    assert keys.decrypt_for("alice", secret) == b"alice's diary"
+    flipped = secret[:-1] + bytes([secret[-1] ^ 1])
+    with pytest.raises(IntegrityError, match="failed authentication"):
+        keys.decrypt_for("alice", flipped)
+    keys.data_key("bob")
+    with pytest.raises(IntegrityError):
+        keys.decrypt_for("bob", secret)  # another subject's key (and associated data)
+
+
+def test_key_files_are_private(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    keys.data_key("alice")
+    keys.secret("receipt-signing")
+    for path in (tmp_path / "keys").rglob("*"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), path
+
+
+def test_crypto_shredding(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    secret = keys.encrypt_for("alice", b"backup copy")
+    assert keys.destroy_data_key("alice")
+    with pytest.raises(KeyDestroyedError):
+        keys.decrypt_for("alice", secret)
+    with pytest.raises(KeyDestroyedError):
+        keys.data_key("alice")  # no silent re-creation after an erasure
+
+
+def test_rotation_rewraps_without_touching_data(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    secrets_ = {s: keys.encrypt_for(s, f"data of {s}".encode()) for s in ("a", "b", "c")}
+    old_id = keys.master_key_id()
+    report = keys.rotate_master()
+    assert report["rewrapped"] == 3 and report["new_master_key_id"] != old_id == report["old_master_key_id"]
+    assert keys.master_key_id() == report["new_master_key_id"]
+    for subject, ciphertext in secrets_.items():
+        assert keys.decrypt_for(subject, ciphertext) == f"data of {subject}".encode()
+
+
+def test_interrupted_rotation_keeps_every_key_readable_and_finishes_on_rerun(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    secrets_ = {s: keys.encrypt_for(s, s.encode()) for s in ("a", "b", "c", "d")}
+    import encaptio_data.keys as module
+
+    real_write, writes = module._write_private, []
+
+    def crash_after_two(path: Path, data: bytes) -> None:
+        if path.suffix == ".json":
+            writes.append(path)
+            if len(writes) == 3:
+                raise KeyboardInterrupt("killed mid-rotation")
+        real_write(path, data)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_write_private", crash_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            keys.rotate_master()
+    ids = {json.loads(p.read_bytes())["master_key_id"] for p in (tmp_path / "keys" / "subjects").glob("*/*.json")}
+    assert len(ids) == 2, "half the records under each master"
+    for subject, ciphertext in secrets_.items():
+        assert keys.decrypt_for(subject, ciphertext) == subject.encode()
+    keys.rotate_master()
+    for subject, ciphertext in secrets_.items():
+        assert keys.decrypt_for(subject, ciphertext) == subject.encode()
