@@ -39,6 +39,8 @@ consent_app = typer.Typer(help="Consent per purpose.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+quality_app = typer.Typer(help="Data quality: GX suites and integrity across the stores.", no_args_is_help=True)
+app.add_typer(quality_app, name="quality")
 bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -357,6 +359,69 @@ def bench_privacy(
     from bench.privacy import run_privacy_bench
 
     emit(run_privacy_bench(events=events, files=files, progress=_bench_progress(as_json)), as_json)
+
+
+@quality_app.command("run")
+def quality_run(
+    as_json: JsonOption = False,
+    alert: Annotated[bool, typer.Option(help="Record failed blocking checks in the audit trail and POST them to "
+                                             "ENCAPTIO_ALERT_WEBHOOK, as the Dagster checks do.")] = False,
+) -> None:
+    """Run every quality check over the whole platform; exits 1 when a blocking (ERROR) check fails."""
+    from encaptio_data.quality.runner import run_all
+
+    with open_platform() as platform:
+        platform.check()
+        result = run_all(platform, alert=alert)
+    emit(result, as_json, _render_quality)
+    if result["blocking_failed"]:
+        raise EncaptioError(f"blocking quality checks failed: {', '.join(result['failed'])}")
+
+
+@quality_app.command("report")
+def quality_report(
+    output: Annotated[Path, typer.Option("--output", help="Where to write the HTML page.")] = Path("quality-report.html"),
+    as_json: JsonOption = False,
+) -> None:
+    """Run every quality check and write the results as one HTML page."""
+    from encaptio_data.quality.runner import run_all, write_report
+
+    with open_platform() as platform:
+        platform.check()
+        result = run_all(platform)
+    path = write_report(result, output)
+    emit({"report": str(path), "passed": result["passed"], "blocking_failed": result["blocking_failed"],
+          "failed": result["failed"]}, as_json)
+
+
+@bench_app.command("quality")
+def bench_quality(
+    chunks: Annotated[int, typer.Option(help="Chunks (and LanceDB rows).")] = 1_000_000,
+    content_rows: Annotated[int, typer.Option(help="Content rows, each with its object.")] = 100_000,
+    data_dir: Annotated[Path | None, typer.Option(help="Where to build and keep the store.")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild even if a store of this size exists.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Every quality check at scale on synthetic data, against bare reads of the same data."""
+    from bench.quality import run_quality_bench
+
+    emit(run_quality_bench(chunks=chunks, content_rows=content_rows, data_dir=data_dir, rebuild=rebuild,
+                           progress=_bench_progress(as_json)), as_json)
+
+
+def _render_quality(result: dict[str, Any]) -> None:
+    verdict = "passed" if result["passed"] else ("blocking checks failed" if result["blocking_failed"] else "warnings")
+    table = Table(title=f"data quality: {verdict} ({result['seconds']} s)")
+    for column in ("check", "asset", "severity", "result", "statistics"):
+        table.add_column(column)
+    for check in result["checks"]:
+        state = "passed" if check["passed"] else ("[red]failed[/red]" if check["blocking"] else "[yellow]warning[/yellow]")
+        table.add_row(check["name"], check["asset"], check["severity"], state,
+                      ", ".join(f"{k}={v}" for k, v in check["statistics"].items()))
+    Console().print(table)
+    for check in result["checks"]:
+        for example in check["examples"][:5] if not check["passed"] else []:
+            console.print(f"  {check['name']}: {example}", highlight=False, markup=False)
 
 
 def _render_search(page: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ import dagster as dg
 from encaptio_data.assets import content as content_assets
 from encaptio_data.jobs import content_pipeline_job, search_index_job
 from encaptio_data.jobs.privacy import dsar_jobs
+from encaptio_data.quality.checks import quality_checks, quality_resources
 from encaptio_data.resources import default_resources
 from encaptio_data.schedules import search_index_schedule
 from encaptio_data.sensors import uploads_sensor
@@ -17,9 +18,9 @@ from encaptio_data.sensors.privacy import consent_withdrawal_sensor, dsar_deadli
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([content_assets]),
-    asset_checks=dg.load_asset_checks_from_modules([content_assets]),
+    asset_checks=[*dg.load_asset_checks_from_modules([content_assets]), *quality_checks],
     jobs=[content_pipeline_job, search_index_job, *dsar_jobs.values()],
     schedules=[search_index_schedule],
     sensors=[uploads_sensor, dsar_request_sensor, consent_withdrawal_sensor, dsar_deadline_sensor],
-    resources=default_resources(),
+    resources={**default_resources(), **quality_resources()},
 )
