@@ -33,6 +33,7 @@ validate: install
 	DAGSTER_HOME=$(ENCAPTIO_DATA_DIR)/dagster $(BIN)/dagster definitions validate -w workspace.yaml
 
 test: install services
+	bash scripts/install-pgbackrest
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 bench: install

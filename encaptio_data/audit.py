@@ -24,6 +24,9 @@ from encaptio_data.db.models import AuditEntry, utcnow
 from encaptio_data.db.session import Database
 
 GENESIS = "0" * 64
+# Retention truncates the oldest entries and records, in an entry with this action, the hash of
+# the last one removed ("genesis") and its seq ("through_seq"): the chain is verified from there.
+TRUNCATION_ACTION = "audit.truncated"
 _RETRIES = 5
 
 
@@ -84,10 +87,26 @@ class ChainReport:
         return dict(self.__dict__)
 
 
+def _genesis(session: Session) -> str:
+    """GENESIS, or the checkpoint the oldest remaining entry follows once old entries were truncated.
+
+    The checkpoint is itself an entry of the chain (it follows the tail of its time), so it can
+    be neither edited nor removed without a break being reported.
+    """
+    first = session.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq).limit(1)).first()
+    if first is None or first.prev_hash == GENESIS:
+        return GENESIS
+    for details in session.scalars(sa.select(AuditEntry.details).where(AuditEntry.action == TRUNCATION_ACTION)):
+        if details.get("genesis") == first.prev_hash and int(details.get("through_seq", -1)) < first.seq:
+            return first.prev_hash
+    return GENESIS
+
+
 def verify_chain(db: Database) -> ChainReport:
     """Walk the trail in order; report the first entry whose link or hash does not hold."""
-    expected_prev, count = GENESIS, 0
+    count = 0
     with db.session() as session:
+        expected_prev = _genesis(session)
         for entry in session.scalars(sa.select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000):
             count += 1
             if entry.prev_hash != expected_prev:

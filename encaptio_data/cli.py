@@ -39,6 +39,16 @@ consent_app = typer.Typer(help="Consent per purpose.", no_args_is_help=True)
 app.add_typer(consent_app, name="consent")
 keys_app = typer.Typer(help="Encryption keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+analytics_app = typer.Typer(help="Analytics: k-anonymous exports, pseudonym keys.", no_args_is_help=True)
+app.add_typer(analytics_app, name="analytics")
+retention_app = typer.Typer(help="Retention policies.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+restore_app = typer.Typer(help="Bring back soft-deleted data within its recovery window.", no_args_is_help=True)
+app.add_typer(restore_app, name="restore")
+capsule_app = typer.Typer(help="Capsules.", no_args_is_help=True)
+app.add_typer(capsule_app, name="capsule")
+backup_app = typer.Typer(help="Database backups: run, list, verify, restore.", no_args_is_help=True)
+app.add_typer(backup_app, name="backup")
 quality_app = typer.Typer(help="Data quality: GX suites and integrity across the stores.", no_args_is_help=True)
 app.add_typer(quality_app, name="quality")
 bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
@@ -119,8 +129,10 @@ def demo(
             if not as_json:
                 console.print(f"materializing {stage}", highlight=False)
 
+        from encaptio_data.analytics.aggregate import event_days
+
         run = materialize_all(platform.settings, dynamic_partitions={"capsules": capsule_ids(platform.db)},
-                              on_run=announce)
+                              days=event_days(platform.db), on_run=announce)
         summary = {"seeded": seeded, "run": run.as_dict(), "status": store_status(platform),
                    "sample_search": _sample_search(platform, spec) if run.success else None,
                    "seconds": round(time.monotonic() - started, 1)}
@@ -349,6 +361,52 @@ def _bench_progress(as_json: bool) -> Any:
     return None if as_json else (lambda message: console.print(message, highlight=False))
 
 
+@bench_app.command("search")
+def bench_search(
+    chunks: Annotated[int, typer.Option(help="Rows of the synthetic chunk table (100000 and 1000000 in the docs).")],
+    queries: Annotated[int, typer.Option(help="Timed queries per mode.")] = 200,
+    nprobes: Annotated[int, typer.Option(help="IVF partitions probed per query.")] = 20,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild the cached dataset and indexes.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """p50/p95/p99 per mode through the API (query embedding included), recall@10, and the API/raw LanceDB ratio."""
+    from bench.search import run_search_bench
+
+    emit(run_search_bench(chunks, queries=queries, nprobes=nprobes, rebuild=rebuild,
+                          progress=_bench_progress(as_json)), as_json)
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    files: Annotated[int, typer.Option(help="Files per capsule of the demo corpus.")] = 16,
+    as_json: JsonOption = False,
+) -> None:
+    """Whole-pipeline chunks per second against the raw model's encode() on the same chunks; peak memory."""
+    from bench.ingest import run_ingest_bench
+
+    emit(run_ingest_bench(files=files, progress=_bench_progress(as_json)), as_json)
+
+
+@bench_app.command("retrieval")
+def bench_retrieval(as_json: JsonOption = False) -> None:
+    """nDCG@10 and recall@10 per mode on the labelled demo queries."""
+    from bench.retrieval import run_retrieval_bench
+
+    emit(run_retrieval_bench(progress=_bench_progress(as_json)), as_json)
+
+
+@bench_app.command("analytics")
+def bench_analytics(
+    events: Annotated[int, typer.Option(help="Events in the one daily partition.")] = 10_000_000,
+    rebuild: Annotated[bool, typer.Option(help="Regenerate the prepared events.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One daily partition aggregated (Parquet and SQLite read paths), with peak memory."""
+    from bench.analytics import run_analytics_bench
+
+    emit(run_analytics_bench(events, rebuild=rebuild, progress=_bench_progress(as_json)), as_json)
+
+
 @bench_app.command("privacy")
 def bench_privacy(
     events: Annotated[int, typer.Option(help="Interaction events of the heavy subject.")] = 10_000,
@@ -359,6 +417,187 @@ def bench_privacy(
     from bench.privacy import run_privacy_bench
 
     emit(run_privacy_bench(events=events, files=files, progress=_bench_progress(as_json)), as_json)
+
+
+@analytics_app.command("export")
+def analytics_export(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv, parquet or json.")] = "csv",
+    capsule: Annotated[str | None, typer.Option("--capsule")] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD; default 28 days before --to.")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD; default yesterday (UTC).")] = None,
+    k: Annotated[int, typer.Option(min=2, help="Minimum group size enforced over the quasi-identifiers.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a k-anonymous analytics export; the answer names the quasi-identifiers and the k enforced."""
+    from encaptio_data.analytics.export import export_analytics
+
+    with open_platform() as platform:
+        emit(export_analytics(platform, fmt, out, capsule_id=capsule, date_from=date_from, date_to=date_to, k=k),
+             as_json)
+
+
+@analytics_app.command("rotate-key")
+def analytics_rotate_key(as_json: JsonOption = False) -> None:
+    """Start a new pseudonym key; the old one is destroyed, so old pseudonyms become unlinkable."""
+    from encaptio_data.analytics.anonymize import rotate_pseudonym_key
+
+    with open_platform() as platform:
+        emit(rotate_pseudonym_key(platform.settings.keys_dir), as_json)
+
+
+@app.command()
+def purge(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report what would be purged; change nothing.")] = False,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove everything past its retention from every store (legal holds win); safe to re-run."""
+    from encaptio_data.lifecycle.purge import purge as run_purge
+
+    with open_platform() as platform:
+        platform.check()
+        emit(run_purge(platform, dry_run=dry_run, actor=_operator(as_, platform) or "cli"), as_json)
+
+
+@retention_app.command("show")
+def retention_show(org: Annotated[str | None, typer.Option("--org", help="Organization id (default: per tier).")] = None,
+                   as_json: JsonOption = False) -> None:
+    """The retention policy of every data class: defaults, tier overrides and organization overrides."""
+    from encaptio_data.lifecycle.retention import show
+
+    with open_platform() as platform:
+        emit(show(platform.db, org), as_json)
+
+
+@restore_app.command("capsule")
+def restore_capsule(
+    capsule_id: str,
+    no_run: Annotated[bool, typer.Option("--no-run", help="Only restore; the next pipeline run re-embeds.")] = False,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore a soft-deleted capsule within its recovery window, then re-embed it so search finds it again."""
+    from encaptio_data.jobs.run import materialize_all
+    from encaptio_data.lifecycle.retention import restore_capsule as restore
+
+    with open_platform() as platform:
+        report = restore(platform, capsule_id, _operator(as_, platform) or "cli")
+        if not no_run:
+            run = materialize_all(platform.settings, dynamic_partitions={"capsules": [report["capsule_id"]]},
+                                  only_partitions=[report["capsule_id"]], unpartitioned=False)
+            report["run"] = run.as_dict()
+    emit(report, as_json)
+    if not no_run and (not run.success or run.blocking_failures):
+        raise EncaptioError(f"re-embedding capsule {report['capsule_id']} failed: {'; '.join(run.failures)}")
+
+
+@capsule_app.command("delete")
+def capsule_delete(capsule_id: str, as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Soft-delete a capsule: gone from search at once, restorable for 30 days, then purged."""
+    from encaptio_data.lifecycle.retention import delete_capsule
+
+    with open_platform() as platform:
+        emit(delete_capsule(platform, capsule_id, _operator(as_, platform) or "cli"), as_json)
+
+
+def _when(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise EncaptioError(f"--at {text!r} is not an ISO 8601 time (e.g. 2026-05-01T12:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@backup_app.command("run")
+def backup_run(full: Annotated[bool, typer.Option("--full/--incremental", help="Full or incremental.")] = True,
+               as_json: JsonOption = False) -> None:
+    """Back up the database now (SQLite: encrypted online copy; PostgreSQL: pgBackRest to both repositories)."""
+    from encaptio_data.lifecycle.backup import run_backup
+
+    with open_platform() as platform:
+        emit(run_backup(platform, "full" if full else "incremental", actor=platform.settings.operator or "cli"),
+             as_json)
+
+
+@backup_app.command("list")
+def backup_list(as_json: JsonOption = False) -> None:
+    """Every backup with its status, size and checksum."""
+    from encaptio_data.lifecycle.backup import list_backups
+
+    with open_platform() as platform:
+        emit(list_backups(platform), as_json)
+
+
+@backup_app.command("verify")
+def backup_verify(backup_id: str, as_json: JsonOption = False) -> None:
+    """Restore into scratch and check it; exits 1 naming the damaged file."""
+    from encaptio_data.lifecycle.backup import verify_backup
+
+    with open_platform() as platform:
+        emit(verify_backup(platform, backup_id, actor=platform.settings.operator or "cli"), as_json)
+
+
+@backup_app.command("restore")
+def backup_restore(
+    at: Annotated[str, typer.Option("--at", help="ISO 8601 time; naive means UTC.")],
+    to: Annotated[str, typer.Option("--to", help='"live" (application stopped) or a path.')],
+    ledger_file: Annotated[Path | None, typer.Option(help="Erasure ledger JSON from `backup export-ledger`.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Restore to a point in time, then re-apply the erasure ledger so erased subjects stay erased."""
+    from encaptio_data.lifecycle.backup import restore
+
+    ledger = json.loads(ledger_file.read_text()) if ledger_file else None
+    with open_platform() as platform:
+        emit(restore(platform, _when(at), to, actor=platform.settings.operator or "cli", ledger=ledger), as_json)
+
+
+@backup_app.command("export-ledger")
+def backup_export_ledger(out: Annotated[Path, typer.Option("--out")], as_json: JsonOption = False) -> None:
+    """Write the erasure ledger (keyed hashes only) to a file kept apart from the database."""
+    from encaptio_data.lifecycle.backup import export_ledger
+
+    with open_platform() as platform:
+        rows = export_ledger(platform)
+    out.write_text(json.dumps(rows, indent=1))
+    emit({"path": str(out), "rows": len(rows)}, as_json)
+
+
+@backup_app.command("setup")
+def backup_setup(as_json: JsonOption = False) -> None:
+    """Configure WAL archiving and the pgBackRest stanza (production profile)."""
+    from encaptio_data.lifecycle.backup import setup_postgres_backups
+
+    with open_platform() as platform:
+        emit(setup_postgres_backups(platform), as_json)
+
+
+@app.command()
+def drill(as_json: JsonOption = False) -> None:
+    """Restore drill: latest backup and a point in time into scratch; reports rto_seconds and rpo_seconds."""
+    from encaptio_data.lifecycle.drill import run_drill
+
+    with open_platform() as platform:
+        result = run_drill(platform, actor=platform.settings.operator or "cli")
+    emit(result, as_json)
+    if not result["passed"]:
+        raise EncaptioError(f"restore drill {result['drill_id']} failed: "
+                            + ", ".join(c["name"] for c in result["checks"] if not c["passed"]))
+
+
+@bench_app.command("backup")
+def bench_backup(
+    size_mb: Annotated[int, typer.Option(help="PostgreSQL database size.")] = 1024,
+    sqlite_mb: Annotated[int, typer.Option(help="SQLite database size.")] = 256,
+    datasets: Annotated[str, typer.Option(help="realistic and/or pgbench, comma-separated.")] = "realistic,pgbench",
+    as_json: JsonOption = False,
+) -> None:
+    """Backup and restore against pg_dump/pg_restore and sqlite3's backup, and a drill on the same database."""
+    from bench.backup import run_backup_bench
+
+    emit(run_backup_bench(size_mb=size_mb, sqlite_mb=sqlite_mb, datasets=tuple(datasets.split(",")),
+                          progress=_bench_progress(as_json)), as_json)
 
 
 @quality_app.command("run")

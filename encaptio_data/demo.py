@@ -8,7 +8,6 @@ it converges to the same state instead of duplicating it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
@@ -18,8 +17,8 @@ import sqlalchemy as sa
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.corpus import Corpus, CorpusSpec, generate
 from encaptio_data.db.models import Base, Capsule, Consent, Interaction, InteractionEvent, Organization, User
-from encaptio_data.errors import ObjectNotFoundError
 from encaptio_data.platform import Platform
+from encaptio_data.stores.objects import put_if_changed
 
 _CONSENT_NAMESPACE = uuid.UUID("6f1c3f0e-8a0d-4a53-9d55-2f0b7d3c9e41")
 _BATCH = 2_000
@@ -84,23 +83,13 @@ def seed_demo(platform: Platform, spec: CorpusSpec | None = None, *, progress: P
     task = progress.add_task("files: uploads", total=len(corpus.files)) if progress else None
     for file in corpus.files:
         key = upload_key(file.organization_id, file.capsule_id, file.filename)
-        data = file.data
-        if _latest_sha256(platform, key) == hashlib.sha256(data).hexdigest():
-            unchanged += 1
-        else:
-            metadata = {"uploaded-by": str(file.uploaded_by), "title": file.title, "topic": file.topic, **file.metadata}
-            platform.objects.put(key, data, content_type=file.mime_type, metadata=encode_metadata(metadata))
-            uploaded += 1
+        metadata = {"uploaded-by": str(file.uploaded_by), "title": file.title, "topic": file.topic, **file.metadata}
+        _, new = put_if_changed(platform.objects, key, file.data, content_type=file.mime_type,
+                                metadata=encode_metadata(metadata))
+        uploaded, unchanged = uploaded + new, unchanged + (not new)
         if progress:
             progress.advance(task, 1)
     return {"spec": {k: str(v) for k, v in dataclasses.asdict(spec).items()},
             "rows_inserted": inserted, "files_uploaded": uploaded, "files_unchanged": unchanged,
             "corpus": corpus.summary()}
-
-
-def _latest_sha256(platform: Platform, key: str) -> str | None:
-    try:
-        return platform.objects.head(key).sha256
-    except ObjectNotFoundError:
-        return None
 

@@ -18,11 +18,12 @@ from encaptio_data.analytics.dp import DEFAULT_EPSILON, budget_status, releasabl
 from encaptio_data.analytics.export import DEFAULT_WINDOW_DAYS, export_analytics
 from encaptio_data.analytics.live import reconcile_live_views
 from encaptio_data.analytics.pii import findings_summary, scan_all, undeclared_pii
-from encaptio_data.analytics.retention import RAW_EVENT_RETENTION_DAYS, expire_raw_events
+from encaptio_data.analytics.retention import RAW_EVENT_RETENTION_DAYS, finalize_old_days
 from encaptio_data.assets.metadata import OWNERS, markdown_table
 from encaptio_data.db.models import DailyEngagementRun
 from encaptio_data.platform import Platform
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource
+from encaptio_data.stores.objects import put_if_changed
 
 ANALYTICS_GROUP = "analytics"
 PRIVACY_GROUP = "privacy"
@@ -203,7 +204,8 @@ def engagement_export(context: dg.AssetExecutionContext, database: DatabaseResou
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "engagement.parquet"
         answer = export_analytics(platform, "parquet", path, date_from=window[0], date_to=window[1])
-        version = platform.objects.put(EXPORT_KEY, path.read_bytes(), content_type="application/vnd.apache.parquet")
+        version, _ = put_if_changed(platform.objects, EXPORT_KEY, path.read_bytes(),
+                                    content_type="application/vnd.apache.parquet")
     measured, k = answer["min_group_size"], answer["k"]
     yield dg.MaterializeResult(metadata={
         "rows": answer["rows"], "k": k, "min_group_size": measured if measured is not None else 0,
@@ -259,16 +261,16 @@ def pii_findings(context: dg.AssetExecutionContext, database: DatabaseResource):
     kinds={"python", "sql"},
     deps=[daily_engagement],
     description=(
-        f"Retention of raw interaction events: days older than {RAW_EVENT_RETENTION_DAYS} days are aggregated "
-        "first if they never were (or changed since), then their raw events are deleted, except those under a "
-        "legal hold, and the day's aggregates become final. Events no partition would ever read (future or "
-        "older than two years) are quarantined with their reason first."
+        f"Readiness of raw interaction events for retention: days older than {RAW_EVENT_RETENTION_DAYS} days are "
+        "aggregated if they never were (or changed since), so that the nightly purge (retention_purge, which "
+        "owns deletion and honours legal holds and per-organization policies) may delete them. Events no "
+        "partition would ever read (future or older than two years) are quarantined with their reason first."
     ),
 )
 def interaction_event_retention(context: dg.AssetExecutionContext,
                                 database: DatabaseResource) -> dg.MaterializeResult:
     platform = _platform(database)
-    report = expire_raw_events(platform)
+    report = finalize_old_days(platform)
     first = date.fromisoformat(PARTITIONS_START)
     for day in report.days_materialized:
         if date.fromisoformat(day) >= first:
@@ -277,10 +279,7 @@ def interaction_event_retention(context: dg.AssetExecutionContext,
                                                       metadata={"materialized_by": "interaction_event_retention"}))
     return dg.MaterializeResult(metadata={
         "cutoff": report.cutoff,
-        "days_purged": len(report.days_purged),
         "days_materialized_first": len(report.days_materialized),
-        "events_deleted": report.events_deleted,
-        "events_kept_for_legal_holds": report.events_held,
         "quarantined_out_of_range": dg.MetadataValue.json(report.quarantined_out_of_range),
     })
 
@@ -288,7 +287,6 @@ def interaction_event_retention(context: dg.AssetExecutionContext,
 daily_engagement_job = dg.define_asset_job(
     "daily_engagement_job",
     selection=dg.AssetSelection.assets(daily_engagement),
-    partitions_def=daily_partitions,
     description="Aggregate one UTC day of interaction events (one partition per day).",
 )
 

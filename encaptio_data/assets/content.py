@@ -170,7 +170,7 @@ def chunk_embeddings(context: dg.AssetExecutionContext, database: DatabaseResour
     description=(
         "The indexes the query API relies on, rebuilt after compaction and cleanup of table versions older "
         "than the 30-day recovery window: LanceDB's native full-text (BM25) index on chunk text, scalar "
-        "indexes on every filter column, and an IVF_HNSW_SQ vector index once the table is large enough for "
+        "indexes on every filter column, and an IVF_SQ vector index once the table is large enough for "
         "one to beat an exact scan. Rows added since are still searched (unindexed fragments are scanned)."
     ),
 )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import mimetypes
 import uuid
 from collections.abc import Iterable
@@ -15,8 +14,9 @@ from encaptio_data.accounts import default_organization, get_organization, norma
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.db.enums import CapsuleStatus
 from encaptio_data.db.models import Capsule, User
-from encaptio_data.errors import InvalidInputError, NotFoundError, ObjectNotFoundError
+from encaptio_data.errors import InvalidInputError, NotFoundError
 from encaptio_data.platform import Platform
+from encaptio_data.stores.objects import put_if_changed
 
 
 @dataclass
@@ -92,17 +92,9 @@ def ingest_files(platform: Platform, paths: Iterable[str | Path], *, capsule_id:
     report = IngestReport(str(capsule.id), str(capsule.organization_id), created)
     for path in files:
         key = upload_key(capsule.organization_id, capsule.id, path.name)
-        data = path.read_bytes()
-        digest = hashlib.sha256(data).hexdigest()
-        try:
-            unchanged = platform.objects.head(key).sha256 == digest
-        except ObjectNotFoundError:
-            unchanged = False
-        if unchanged:
-            report.files.append({"file": str(path), "key": key, "status": "unchanged"})
-            continue
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        version = platform.objects.put(key, data, content_type=mime, expected_sha256=digest,
-                                       metadata=encode_metadata({"uploaded-by": str(uploader), "title": path.stem}))
-        report.files.append({"file": str(path), "key": key, "status": "uploaded", "version_id": version.version_id})
+        version, new = put_if_changed(platform.objects, key, path.read_bytes(), content_type=mime,
+                                      metadata=encode_metadata({"uploaded-by": str(uploader), "title": path.stem}))
+        report.files.append({"file": str(path), "key": key, "status": "uploaded" if new else "unchanged",
+                             "version_id": version.version_id})
     return report

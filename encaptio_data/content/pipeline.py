@@ -116,14 +116,23 @@ def chunk_content(db: Database, *, capsule_id: uuid.UUID | None = None, tokenize
                   progress: Progress = None) -> StageReport:
     """Chunk every extraction whose text changed since it was last chunked."""
     from encaptio_data.content.chunking import load_tokenizer
+    from encaptio_data.analytics.pii import mask_pii
     from encaptio_data.content.extract import Extraction, Section
 
     tokenizer = tokenizer or load_tokenizer()
     report, started = StageReport(), time.monotonic()
+    masking = _masking_capsules(db)
+
+    def chunker_version(content: Content) -> str:
+        return CHUNKER_VERSION + ("+pii-masked" if content.capsule_id in masking else "")
+
+    # A capsule that turns PII masking on or off changes the chunker version of its content,
+    # so its chunks are rebuilt (and re-embedded) with or without masking.
     pending = _pending(db, capsule_id, lambda c, e: e is not None and e.sha256 == c.sha256
-                       and (e.chunked_sha256 != e.sha256 or e.chunker_version != CHUNKER_VERSION))
+                       and (e.chunked_sha256 != e.sha256 or e.chunker_version != chunker_version(c)))
     for session, content, extraction in _each(db, pending):
         assert extraction is not None
+        mask = content.capsule_id in masking
         sections = tuple(Section(text=extraction.text[s["start"]:s["end"]], **s) for s in extraction.sections)
         restored = Extraction(status=extraction.status.value, reason=extraction.reason, text=extraction.text,
                               sections=sections, metadata=extraction.metadata_, extractor=extraction.extractor)
@@ -131,11 +140,14 @@ def chunk_content(db: Database, *, capsule_id: uuid.UUID | None = None, tokenize
                                   tokenizer=tokenizer)
         session.execute(sa.delete(Chunk).where(Chunk.content_id == content.id))
         session.add_all(Chunk(id=c.id, content_id=content.id, capsule_id=content.capsule_id,
-                              organization_id=content.organization_id, chunk_index=c.index, text=c.text,
+                              organization_id=content.organization_id, chunk_index=c.index,
+                              text=mask_pii(c.text) if mask else c.text,
                               start_char=c.start, end_char=c.end, page=c.page, heading=(c.heading or None) and c.heading[:300],
                               token_count=c.token_count, content_sha256=content.sha256) for c in chunks)
+        if extraction.chunker_version != chunker_version(content):
+            extraction.embedded_sha256 = None
         extraction.chunked_sha256 = extraction.sha256
-        extraction.chunker_version = CHUNKER_VERSION
+        extraction.chunker_version = chunker_version(content)
         extraction.chunk_count = len(chunks)
         report.processed += 1
         report.items += len(chunks)
@@ -148,6 +160,16 @@ def chunk_content(db: Database, *, capsule_id: uuid.UUID | None = None, tokenize
             progress(1)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _masking_capsules(db: Database) -> set[uuid.UUID]:
+    """Capsules whose creators asked for PII to be masked before chunks are embedded."""
+    from encaptio_data.analytics.pii import masks_pii
+    from encaptio_data.db.models import Capsule
+
+    with db.session() as session:
+        return {capsule_id for capsule_id, settings in session.execute(sa.select(Capsule.id, Capsule.settings))
+                if masks_pii(settings)}
 
 
 def embed_content(db: Database, vectors: VectorStore, embedder: Embedder, *, capsule_id: uuid.UUID | None = None,

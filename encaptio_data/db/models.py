@@ -390,7 +390,7 @@ class AuditEntry(Base):
     subject_ref: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     target: Mapped[str | None] = mapped_column(sa.String(300))
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
 
     __table_args__ = (
@@ -648,3 +648,8 @@ class PiiScanState(Base):
     fingerprint: Mapped[str] = mapped_column(sa.String(128))
     findings: Mapped[int] = mapped_column(sa.Integer, default=0)
     scanned_at: Mapped[datetime] = _created()
+
+
+# Analytics reads, recounts and retires raw events one UTC day at a time, across capsules:
+# the (capsule_id, occurred_at) index cannot serve a time range alone.
+sa.Index("ix_interaction_events_occurred_at", InteractionEvent.occurred_at)

@@ -96,13 +96,14 @@ def _stages(graph: dg.AssetGraph) -> tuple[set[dg.AssetKey], dict[dg.PartitionsD
 
 
 def materialize_all(settings: Settings, *, dynamic_partitions: dict[str, list[str]] | None = None,
-                    only_partitions: list[str] | None = None, unpartitioned: bool = True,
-                    on_run: Callable[[str], None] | None = None) -> RunSummary:
+                    only_partitions: list[str] | None = None, days: list[str] | None = None,
+                    unpartitioned: bool = True, on_run: Callable[[str], None] | None = None) -> RunSummary:
     """Materialize every asset (every partition, or `only_partitions`) and run every check.
 
     Stops at the first failed run: what follows it depends on it. `unpartitioned=False` runs
     only the partitioned assets, as `encaptio ingest` does (new rows are searchable before the
-    indexes are rebuilt, so it leaves that to the hourly schedule).
+    indexes are rebuilt, so it leaves that to the hourly schedule). Daily partitions run only
+    for `days` (the days that have events), not for every day since the partitions start.
     """
     from encaptio_data.definitions import defs
 
@@ -127,8 +128,13 @@ def materialize_all(settings: Settings, *, dynamic_partitions: dict[str, list[st
     if unpartitioned and before and not execute(before):
         return summary
     for partitions_def, keys in partitioned.items():
-        partition_keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
-        for partition_key in only_partitions if only_partitions is not None else partition_keys:
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            partition_keys = [day for day in (days or []) if partitions_def.has_partition_key(day)]
+        elif only_partitions is not None:
+            partition_keys = only_partitions
+        else:
+            partition_keys = partitions_def.get_partition_keys(dynamic_partitions_store=instance)
+        for partition_key in partition_keys:
             if not execute(keys, partition_key):
                 return summary
     if unpartitioned and after:

@@ -27,6 +27,7 @@ from encaptio_data.db.models import Base, DataSubjectRequest, ErasureLedger, Leg
 from encaptio_data.content.uploads import UPLOADS_PREFIX
 from encaptio_data.errors import EncaptioError
 from encaptio_data.keys import KeyStore
+from encaptio_data.lifecycle.archive import erase_from_archive
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.access import EXPORTS_PREFIX
 from encaptio_data.privacy.subjects import SubjectGraph, collect, subject_ref
@@ -51,6 +52,7 @@ class ErasureReport:
     object_versions_deleted: int = 0
     vector_rows_deleted: int = 0
     cache_keys_deleted: int = 0
+    archived_rows_deleted: int = 0
     data_key_destroyed: bool = False
     affected_capsules: list[str] = field(default_factory=list)
 
@@ -101,6 +103,9 @@ def erase_subject(platform: Platform, user_id: uuid.UUID, *, actor: str, request
         keys_to_erase |= {version.key for version in platform.objects.list_versions(prefix)}
     for key in sorted(keys_to_erase):
         report.object_versions_deleted += platform.objects.delete_all_versions(key)
+    # Cold archives (Parquet) hold raw events too; compression would hide them from a byte scan.
+    report.archived_rows_deleted = erase_from_archive(platform.objects, user_ids=[user_id],
+                                                      capsule_ids=graph.ids("capsules"))
     for request in graph.rows.get("data_subject_requests", []):
         for suffix in (".zip.enc", ".zip"):
             key = f"{EXPORTS_PREFIX}{request['organization_id']}/{request['id']}{suffix}"

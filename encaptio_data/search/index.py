@@ -103,7 +103,7 @@ class IndexReport:
 def build_indexes(table: lancedb.table.Table, *, vector_index_min_rows: int = VECTOR_INDEX_MIN_ROWS,
                   num_partitions: int | None = None) -> IndexReport:
     """Create or refresh every index the query API relies on."""
-    from lancedb.index import FTS, BTree, Bitmap, IvfHnswSq
+    from lancedb.index import FTS, BTree, Bitmap, IvfSq
 
     started = time.monotonic()
     rows = table.count_rows()
@@ -116,10 +116,12 @@ def build_indexes(table: lancedb.table.Table, *, vector_index_min_rows: int = VE
     table.create_index("text", config=FTS(with_position=False), replace=True, name="text_idx")
     vector_index = None
     if rows >= vector_index_min_rows:
-        partitions = num_partitions or max(1, int(rows ** 0.5) // 2)
-        table.create_index("vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions),
+        # IVF_SQ with √rows partitions: in docs/benchmarks.md it matched IVF_HNSW_SQ's recall
+        # (0.990 at 1M with 40 probes) and built in under a minute instead of four.
+        partitions = num_partitions or max(1, int(rows ** 0.5))
+        table.create_index("vector", config=IvfSq(distance_type="cosine", num_partitions=partitions),
                            replace=True, name="vector_idx")
-        vector_index = "IVF_HNSW_SQ"
+        vector_index = "IVF_SQ"
     elif "vector_idx" in existing:
         vector_index = existing["vector_idx"].index_type
     stats = table.index_stats("text_idx")

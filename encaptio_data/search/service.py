@@ -214,7 +214,7 @@ def _query_vector(embedder: Embedder, text: str) -> np.ndarray:
 
 class SearchService:
     def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, embedder: Embedder | None = None,
-                 depth: int = DEFAULT_DEPTH, nprobes: int = 20, refine_factor: int | None = None) -> None:
+                 depth: int = DEFAULT_DEPTH, nprobes: int = 40, refine_factor: int | None = None) -> None:
         self._vectors = vectors
         self._cache = cache
         self._embedder = embedder
@@ -277,7 +277,10 @@ class SearchService:
         vector = _query_vector(self.embedder, request.query)
         query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
                  .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_distance"])
-                 .limit(self.depth).nprobes(self.nprobes))
+                 .limit(self.depth)
+                 # A floor, not a cap: with a narrow prefilter (one capsule) LanceDB may need more
+                 # partitions to fill the page; .nprobes(n) would also cap it and drop hits.
+                 .minimum_nprobes(self.nprobes).maximum_nprobes(0))
         return query.refine_factor(self.refine_factor) if self.refine_factor else query
 
     def fulltext_query(self, request: SearchRequest) -> Any:

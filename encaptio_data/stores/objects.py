@@ -979,3 +979,18 @@ def open_object_store(settings: Settings) -> ObjectStore:
             sse=settings.s3_sse,
         )
     return LocalObjectStore(Path(target))
+
+
+def put_if_changed(store: ObjectStore, key: str, data: bytes, **options: Any) -> tuple[ObjectVersion, bool]:
+    """Put unless the latest version already holds these bytes: re-runs then add no version.
+
+    Returns the version that holds the bytes and whether it is new.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        latest = store.head(key)
+    except ObjectNotFoundError:
+        latest = None
+    if latest is not None and latest.sha256 == digest:
+        return latest, False
+    return store.put(key, data, expected_sha256=digest, **options), True

@@ -155,3 +155,18 @@ def test_crash_mid_stage_is_repaired_by_a_re_run(platform: Platform, monkeypatch
     with platform.db.session() as session:
         chunk_total = session.scalar(sa.select(sa.func.count()).select_from(Chunk))
     assert open_chunks_table(platform.vectors).count_rows() == chunk_total
+
+
+def test_capsules_that_mask_pii_embed_masked_chunks(platform: Platform) -> None:
+    capsule = _capsule(platform)
+    _put(platform, capsule, "contact.txt", ("Write to jane.doe@example.com or call +1 415 555 0100. " * 5).encode(),
+         "text/plain")
+    _run(platform, CountingEmbedder())
+    with platform.db.session() as session:
+        assert "jane.doe@example.com" in session.scalars(sa.select(Chunk.text)).first()
+        session.get(Capsule, capsule.id).settings = {"mask_pii": True}
+    embedder = CountingEmbedder()
+    assert _run(platform, embedder)["embedded"].processed == 1
+    assert embedder.texts and all("jane.doe@example.com" not in text for text in embedder.texts)
+    rows = open_chunks_table(platform.vectors).search().to_list()
+    assert rows and all("jane.doe@example.com" not in row["text"] for row in rows)

@@ -9,6 +9,8 @@ from encaptio_data.db.session import Database
 
 CORE_TABLES = {
     "content_extractions", "chunks",
+    "analytics_quarantine", "daily_engagement", "daily_engagement_runs", "daily_top_queries", "pii_findings",
+    "pii_scan_state", "privacy_budget",
     "organizations", "users", "capsules", "content", "interactions", "interaction_events", "consents",
     "processing_restrictions", "data_subject_requests", "audit_log", "retention_policies", "legal_holds",
     "backups", "erasure_ledger",

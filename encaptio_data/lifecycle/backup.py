@@ -1,0 +1,1159 @@
+"""Backups of the relational store, their verification, and restore to a point in time.
+
+Two engines, one set of functions (``run_backup``, ``list_backups``, ``verify_backup``,
+``restore``), chosen by the database the platform uses:
+
+* **SQLite (embedded default).** An online copy through SQLite's backup API inside one read
+  transaction (a consistent snapshot; writers keep going), a manifest of the copy (row count,
+  schema digest and a digest over the rows in primary-key order, per table), then the copy is
+  encrypted with AES-256-GCM under a fresh per-backup data key wrapped by the master key, and
+  stored in the object store as ``backups/sqlite/<snapshot time>-<id>.db.enc`` beside its
+  ``.manifest.json``. The master key never travels with the backup; the key id does.
+* **PostgreSQL (production).** pgBackRest (see ``pgbackrest.py``): full backups to both
+  repositories, incrementals to repo1, WAL continuously to both, ``pgbackrest verify`` after
+  each backup, and a named restore point with the manifest of exactly what it holds.
+
+Restore semantics. SQLite has no WAL archive, so a restore to time T is the **nearest backup
+whose snapshot was taken at or before T**: it holds every transaction committed before that
+snapshot and nothing after it (transactions committed between the snapshot and T are lost;
+that gap is the RPO). PostgreSQL replays archived WAL up to T exactly: it holds every
+transaction committed at or before T and none after.
+
+The erasure ledger. A backup predates erasures made after it. So before restoring, the ledger
+(and the backup catalog, which the restore would otherwise roll back too) is read from the
+*current* database; after restoring it is merged into the restored one and
+``privacy.erasure.replay_ledger`` erases again every subject it names. A restore into a scratch
+database replays against throwaway stores, so re-erasing there never touches live objects,
+vectors or cache, but the same key store (subject references are keyed hashes).
+
+Restoring the live PostgreSQL cluster (``restore(platform, at, "live")``) needs the app stopped
+(no other client sessions): it reads the ledger, writes a marker commit and waits for WAL
+archiving, stops the cluster with pg_ctl, runs ``pgbackrest restore --delta`` to the target,
+starts it, waits for promotion onto a new timeline (archiving continues from there), runs the
+migrations, merges the ledger and replays it. For a scratch copy give an empty directory: it is
+restored, started on a spare port with archiving off, checked, re-erased and stopped again.
+
+Retention is not decided here: the retention purge (``lifecycle.purge``, data class
+``backups``, a 30-day rolling window that legal holds suspend) deletes old backup rows and the
+objects their ``location`` and ``manifest_key`` name; pgBackRest expires its repositories by
+``repo*-retention-full``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import sqlite3
+import struct
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+
+from encaptio_data import audit
+from encaptio_data import keys as envelope
+from encaptio_data.db.enums import BackupKind, BackupStatus
+from encaptio_data.db.models import AuditEntry, Backup, ErasureLedger, User, utcnow
+from encaptio_data.db.session import Database
+from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError, NotFoundError
+from encaptio_data.keys import KeyStore
+from encaptio_data.lifecycle import pgbackrest as pgb
+from encaptio_data.platform import Platform
+from encaptio_data.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BACKUP_PREFIX = "backups/"
+SQLITE_PREFIX = "backups/sqlite/"
+POSTGRES_PREFIX = "backups/postgresql/"
+LIVE = "live"
+FORMAT = "encaptio-backup/1"
+CHUNK_BYTES = 8 * 1024 * 1024
+_MAGIC = b"ENCBAK1\n"
+_MAX_HEADER = 64 * 1024
+_FRAME = struct.Struct(">BI")  # final flag, envelope length
+_STAMP = "%Y%m%dT%H%M%S.%fZ"
+
+
+class BackupError(EncaptioError):
+    """A backup or restore that cannot go ahead; the message says why and what to do."""
+
+
+class BackupIntegrityError(IntegrityError):
+    """A backup file failed a check (checksum, authentication, structure, manifest): it is refused."""
+
+
+# -- the encrypted file format ---------------------------------------------------------------------
+#
+# MAGIC | u32 header length | header JSON | frames...
+# frame = u8 final | u32 length | keys.encrypt(data key, chunk, AAD = sha256(header) | u64 index | final)
+#
+# Each chunk is sealed with the platform's AES-256-GCM envelope helper. The associated data
+# binds every chunk to this file's header, to its position and to whether it is the last one, so
+# chunks cannot be reordered, dropped, spliced from another backup or cut off at the end.
+
+def _aad(header_digest: bytes, index: int, final: bool) -> bytes:
+    return header_digest + index.to_bytes(8, "big") + (b"\x01" if final else b"\x00")
+
+
+class _GeneratorReader(io.RawIOBase):
+    """A read-only stream over a generator of byte strings (no copy of the whole output)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._current = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not len(self._current):
+            try:
+                self._current = memoryview(next(self._pieces))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+
+def seal(keys: KeyStore, source: BinaryIO, *, label: str, context: dict[str, Any] | None = None,
+         chunk_bytes: int = CHUNK_BYTES) -> BinaryIO:
+    """A stream of source encrypted under a fresh data key wrapped by the master key.
+
+    label names what is sealed (a backup id, a snapshot file); the wrapped key is bound to it.
+    """
+    data_key = secrets.token_bytes(envelope.KEY_BYTES)
+    wrapped = envelope.encrypt(keys.master_key(), data_key, f"encaptio-backup-key:{label}".encode())
+    header = json.dumps({"format": FORMAT, "label": label, "key_id": keys.master_key_id(),
+                         "wrapped_key": wrapped.hex(), "cipher": "AES-256-GCM", "chunk_bytes": chunk_bytes,
+                         "context": context or {}}, sort_keys=True).encode()
+    digest = hashlib.sha256(header).digest()
+
+    def pieces() -> Iterator[bytes]:
+        yield _MAGIC + len(header).to_bytes(4, "big") + header
+        index = 0
+        chunk = source.read(chunk_bytes)
+        while True:
+            following = source.read(chunk_bytes) if chunk else b""
+            final = not following
+            sealed = envelope.encrypt(data_key, chunk, _aad(digest, index, final))
+            yield _FRAME.pack(1 if final else 0, len(sealed)) + sealed
+            if final:
+                return
+            chunk, index = following, index + 1
+
+    return io.BufferedReader(_GeneratorReader(pieces()), buffer_size=1024 * 1024)
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    parts, remaining = [], size
+    while remaining:
+        piece = stream.read(remaining)
+        if not piece:
+            break
+        parts.append(piece)
+        remaining -= len(piece)
+    return b"".join(parts)
+
+
+def read_header(stream: BinaryIO, *, name: str) -> tuple[dict[str, Any], bytes]:
+    magic = _read_exact(stream, len(_MAGIC))
+    if magic != _MAGIC:
+        raise BackupIntegrityError(f"{name} is not an encaptio backup file (bad magic): refused")
+    size = int.from_bytes(_read_exact(stream, 4), "big")
+    if not 0 < size <= _MAX_HEADER:
+        raise BackupIntegrityError(f"{name} has a damaged header (length {size}): refused")
+    raw = _read_exact(stream, size)
+    try:
+        header = json.loads(raw)
+    except ValueError:
+        raise BackupIntegrityError(f"{name} has a damaged header (not JSON): refused") from None
+    if header.get("format") != FORMAT:
+        raise BackupIntegrityError(f"{name} has format {header.get('format')!r}, not {FORMAT}: refused")
+    return header, raw
+
+
+def master_key_for(keys: KeyStore, key_id: str) -> bytes | None:
+    """The master key with this id: the current one, the next one mid-rotation, or one a rotation
+    retired. Backups are never re-wrapped (they are immutable and expire within 30 days), so the
+    master that wrapped a backup must stay readable as long as the backup exists.
+    """
+    if keys.master_key_id() == key_id:
+        return keys.master_key()
+    # keys.py keeps these files but offers no lookup by id that includes retired masters.
+    for path in (keys.root / "master.next.key", keys.root / "retired" / f"master-{key_id}.key"):
+        if path.exists():
+            key = path.read_bytes()
+            if envelope._key_id(key) == key_id:
+                return key
+    return None
+
+
+def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> dict[str, Any]:
+    """Decrypt a sealed stream into sink; every failure names the file and refuses it.
+
+    Returns the header plus the plaintext's size and sha256.
+    """
+    header, raw = read_header(stream, name=name)
+    master = master_key_for(keys, str(header.get("key_id")))
+    if master is None:
+        raise BackupIntegrityError(f"{name} was encrypted under master key {header.get('key_id')}, but the key store "
+                                   f"holds key {keys.master_key_id()} (and no retired key of that id): wrong key, "
+                                   "refused")
+    try:
+        wrapped = bytes.fromhex(header["wrapped_key"])
+        label, chunk_bytes = str(header["label"]), int(header["chunk_bytes"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise BackupIntegrityError(f"{name} has a damaged header ({exc}): refused") from None
+    try:
+        data_key = envelope.decrypt(master, wrapped, f"encaptio-backup-key:{label}".encode(),
+                                    what=f"the data key of {name}")
+    except IntegrityError as exc:
+        raise BackupIntegrityError(f"{exc}: refused") from None
+    digest = hashlib.sha256(raw).digest()
+    plain = hashlib.sha256()
+    size, index = 0, 0
+    while True:
+        frame = _read_exact(stream, _FRAME.size)
+        if len(frame) < _FRAME.size:
+            raise BackupIntegrityError(f"{name} is truncated after chunk {index}: refused")
+        final, length = _FRAME.unpack(frame)
+        if length > chunk_bytes + 64 or final not in (0, 1):
+            raise BackupIntegrityError(f"{name} chunk {index} has a damaged frame: refused")
+        sealed = _read_exact(stream, length)
+        if len(sealed) < length:
+            raise BackupIntegrityError(f"{name} is truncated in chunk {index}: refused")
+        try:
+            chunk = envelope.decrypt(data_key, sealed, _aad(digest, index, bool(final)),
+                                     what=f"{name} chunk {index}")
+        except IntegrityError as exc:
+            raise BackupIntegrityError(f"{exc}: refused") from None
+        sink.write(chunk)
+        plain.update(chunk)
+        size += len(chunk)
+        if final:
+            break
+        index += 1
+    if stream.read(1):
+        raise BackupIntegrityError(f"{name} has bytes after its last chunk: refused")
+    return {**header, "plaintext_bytes": size, "plaintext_sha256": plain.hexdigest()}
+
+
+# -- SQLite: copy and manifest ---------------------------------------------------------------------
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlite_database_path(database: Database) -> Path:
+    path = sa.make_url(database.url).database
+    if not path or path == ":memory:":
+        raise BackupError(f"cannot back up database {database.url!r}: not a SQLite file")
+    return Path(path)
+
+
+def online_copy(live: Path, destination: Path) -> dict[str, str]:
+    """Copy a live SQLite database through the backup API inside one read transaction.
+
+    The read transaction pins a snapshot: the copy holds every transaction committed before
+    ``snapshot_at`` and none committed after ``snapshot_confirmed_at`` (the two are
+    microseconds apart), while writers go on committing to the WAL meanwhile.
+    """
+    if not live.exists():
+        raise BackupError(f"SQLite database {live} does not exist")
+    source = sqlite3.connect(live, timeout=30, isolation_level=None)
+    target = sqlite3.connect(destination, isolation_level=None)
+    try:
+        source.execute("PRAGMA busy_timeout=30000")
+        snapshot_at = utcnow()
+        source.execute("BEGIN")
+        source.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        confirmed_at = utcnow()
+        source.backup(target)
+        source.execute("COMMIT")
+        # The copy is a plain rollback-journal file (no -wal/-shm beside it) that opens read-only
+        # anywhere; the application switches it back to WAL when it connects.
+        target.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        target.close()
+        source.close()
+    os.chmod(destination, 0o600)
+    return {"snapshot_at": snapshot_at.isoformat(), "snapshot_confirmed_at": confirmed_at.isoformat()}
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.text_factory = bytes
+    return conn
+
+
+def _table_digest(path: Path, table: str) -> dict[str, Any]:
+    conn = _open_readonly(path)
+    try:
+        info = conn.execute(f"PRAGMA table_info({_q(table)})").fetchall()
+        columns = [row[1].decode() for row in info]
+        keys = [row[1].decode() for row in sorted(info, key=lambda r: r[5]) if row[5]]
+        order = ", ".join(_q(k) for k in keys) if keys else "rowid"
+        # quote() renders every value as an SQL literal (blobs as X'..', reals with 15 digits),
+        # inside SQLite: the per-row work stays out of Python.
+        expression = " || char(31) || ".join(f"quote({_q(c)})" for c in columns) or "''"
+        digest = hashlib.sha256()
+        rows = 0
+        cursor = conn.execute(f"SELECT {expression} FROM {_q(table)} ORDER BY {order}")
+        while batch := cursor.fetchmany(5000):
+            digest.update(b"\n".join(row[0] for row in batch))
+            digest.update(b"\n")
+            rows += len(batch)
+        schema = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+        return {"rows": rows, "sha256": digest.hexdigest(),
+                "schema_sha256": hashlib.sha256(schema[0] if schema and schema[0] else b"").hexdigest()}
+    finally:
+        conn.close()
+
+
+def sqlite_manifest(path: Path) -> dict[str, Any]:
+    """Integrity check and per-table row counts and digests of a SQLite file (tables in parallel)."""
+    conn = _open_readonly(path)
+    try:
+        integrity = [row[0].decode() for row in conn.execute("PRAGMA integrity_check").fetchall()]
+        tables = [row[0].decode() for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        page_count = conn.execute("PRAGMA page_count").fetchone()[0]
+        revision = None
+        if "alembic_version" in tables:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            revision = row[0].decode() if row else None
+    finally:
+        conn.close()
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        digests = dict(zip(tables, pool.map(lambda t: _table_digest(path, t), tables)))
+    return {"integrity_check": integrity, "tables": digests, "page_size": page_size, "page_count": page_count,
+            "schema_revision": revision, "sqlite_version": sqlite3.sqlite_version}
+
+
+def compare_sqlite_tables(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
+    problems = pgb.compare_tables(expected, actual)
+    for table in sorted(set(expected) & set(actual)):
+        if expected[table].get("schema_sha256") != actual[table].get("schema_sha256"):
+            problems.append(f"table {table} schema differs from the manifest")
+    return problems
+
+
+# -- catalog ------------------------------------------------------------------------------------------
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(_STAMP)
+
+
+def _from_stamp(text: str) -> datetime:
+    return datetime.strptime(text, _STAMP).replace(tzinfo=UTC)
+
+
+def sqlite_backups(platform: Platform) -> list[dict[str, Any]]:
+    """The SQLite backups in the object store (the catalog of record: it survives losing the
+    database), oldest first. The snapshot time is in each key, so choosing a backup needs no reads."""
+    found = []
+    for version in platform.objects.list(SQLITE_PREFIX):
+        name = version.key[len(SQLITE_PREFIX):]
+        if not name.endswith(".manifest.json"):
+            continue
+        stamp, _, rest = name.partition("-")
+        try:
+            snapshot_at = _from_stamp(stamp)
+        except ValueError:
+            continue
+        found.append({"key": version.key, "backup_id": rest[: -len(".manifest.json")], "snapshot_at": snapshot_at})
+    return sorted(found, key=lambda entry: entry["snapshot_at"])
+
+
+def _load_manifest(platform: Platform, key: str) -> dict[str, Any]:
+    try:
+        return json.loads(platform.objects.get(key))
+    except (ValueError, UnicodeDecodeError):
+        raise BackupIntegrityError(f"backup manifest {key} is not valid JSON: refused") from None
+
+
+def _row_dict(row: Backup) -> dict[str, Any]:
+    return {"id": str(row.id), "store": row.store, "kind": row.kind.value, "status": row.status.value,
+            "started_at": row.started_at, "finished_at": row.finished_at, "location": row.location,
+            "size_bytes": row.size_bytes, "sha256": row.sha256, "key_id": row.key_id, "manifest": row.manifest}
+
+
+def list_backups(platform: Platform, *, store: str | None = None, detail: bool = False) -> list[dict[str, Any]]:
+    """Every backup, newest first: the `backups` table, plus SQLite backups the object store holds
+    that the table does not (after losing the database, or restoring an older one)."""
+    with platform.db.session() as session:
+        query = sa.select(Backup).order_by(Backup.started_at.desc())
+        if store:
+            query = query.where(Backup.store == store)
+        rows = [_row_dict(row) for row in session.scalars(query)]
+    known = {row["id"] for row in rows}
+    if store in (None, "sqlite") and platform.db.dialect == "sqlite":
+        for entry in sqlite_backups(platform):
+            if entry["backup_id"] not in known:
+                rows.append({"id": entry["backup_id"], "store": "sqlite", "kind": "full", "status": "succeeded",
+                             "started_at": entry["snapshot_at"], "finished_at": None, "location": entry["key"],
+                             "size_bytes": None, "sha256": None, "key_id": None,
+                             "manifest": {"catalog": "object store only"}})
+    for row in rows:
+        manifest = row.get("manifest") or {}
+        row["snapshot_at"] = manifest.get("snapshot_at") or manifest.get("restore_point", {}).get("created_at")
+        # The per-table digests are for verification, not for listing (hundreds of backups).
+        if not detail and isinstance(manifest.get("tables"), dict):
+            row["manifest"] = {**{k: v for k, v in manifest.items() if k not in ("tables", "verify")},
+                               "tables": len(manifest["tables"])}
+    return sorted(rows, key=lambda r: r["started_at"], reverse=True)
+
+
+def set_backup_row(db: Database, backup_id: uuid.UUID, **values: Any) -> None:
+    with db.session() as session:
+        row = session.get(Backup, backup_id)
+        if row is None:  # the row went with a restore of an older copy: recreate it
+            row = Backup(id=backup_id, store=values.get("store", "unknown"), kind=values.get("kind", BackupKind.FULL))
+            session.add(row)
+        for name, value in values.items():
+            setattr(row, name, value)
+
+
+def _actor(platform: Platform, actor: str | None) -> str:
+    return actor or platform.settings.operator or "system:backup"
+
+
+# -- backups --------------------------------------------------------------------------------------------
+
+def run_backup(platform: Platform, kind: str = "full", *, actor: str | None = None) -> dict[str, Any]:
+    """Back up the platform's database (SQLite or PostgreSQL); returns what was stored and checked."""
+    if kind not in ("full", "incremental"):
+        raise InvalidInputError(f"backup kind must be full or incremental, not {kind!r}")
+    if platform.db.dialect == "sqlite":
+        return _sqlite_backup(platform, kind, _actor(platform, actor))
+    return _postgres_backup(platform, kind, _actor(platform, actor))
+
+
+def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
+    keys = KeyStore(platform.settings.keys_dir)
+    live = sqlite_database_path(platform.db)
+    backup_id = uuid.uuid4()
+    started = time.monotonic()
+    # SQLite's backup API always copies every page: there is no incremental copy to take, so an
+    # hourly "incremental" is a complete (small) copy, recorded as full with what was asked.
+    with platform.db.session() as session:
+        session.add(Backup(id=backup_id, store="sqlite", kind=BackupKind.FULL, status=BackupStatus.RUNNING))
+    try:
+        with private_workdir("encaptio-backup-") as work:
+            copy = work / "copy.sqlite3"
+            snapshot = online_copy(live, copy)
+            copied = time.monotonic()
+            contents = sqlite_manifest(copy)
+            if contents["integrity_check"] != ["ok"]:
+                raise BackupIntegrityError(f"the copy of {live} fails PRAGMA integrity_check: "
+                                           f"{contents['integrity_check'][:3]}")
+            plaintext_sha256 = _file_sha256(copy)
+            stamp = _stamp(datetime.fromisoformat(snapshot["snapshot_at"]))
+            key = f"{SQLITE_PREFIX}{stamp}-{backup_id}.db.enc"
+            manifest_key = key.removesuffix(".db.enc") + ".manifest.json"
+            manifest = {"format": FORMAT, "backup_id": str(backup_id), "store": "sqlite", "kind": "full",
+                        "requested_kind": kind, **snapshot, "created_at": snapshot["snapshot_at"],
+                        "manifest_key": manifest_key,
+                        "source": {"path": str(live), "bytes": copy.stat().st_size,
+                                   "sqlite_version": contents["sqlite_version"],
+                                   "page_size": contents["page_size"], "page_count": contents["page_count"],
+                                   "schema_revision": contents["schema_revision"]},
+                        "tables": contents["tables"], "plaintext_sha256": plaintext_sha256,
+                        "key_id": keys.master_key_id(),
+                        "encryption": {"cipher": "AES-256-GCM", "chunk_bytes": CHUNK_BYTES,
+                                       "data_key": "random per backup, wrapped by the master key"}}
+            hashed = time.monotonic()
+            with open(copy, "rb") as plain:
+                stored = platform.objects.put(key, seal(keys, plain, label=str(backup_id), context={
+                    "backup_id": str(backup_id), "snapshot_at": snapshot["snapshot_at"],
+                    "plaintext_sha256": plaintext_sha256}),
+                    metadata={"backup-id": str(backup_id), "key-id": keys.master_key_id()})
+        manifest["object"] = {"key": key, "version_id": stored.version_id, "sha256": stored.sha256,
+                              "size": stored.size}
+        manifest["finished_at"] = utcnow().isoformat()
+        manifest["seconds"] = {"copy": round(copied - started, 3), "manifest": round(hashed - copied, 3),
+                               "encrypt_and_store": round(time.monotonic() - hashed, 3)}
+        platform.objects.put(manifest_key, json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                             content_type="application/json", metadata={"backup-id": str(backup_id)})
+    except Exception as exc:
+        set_backup_row(platform.db, backup_id, status=BackupStatus.FAILED, finished_at=utcnow(),
+                       manifest={"error": str(exc)[:500]})
+        audit.append(platform.db, actor=actor, action="backup.failed", target=str(backup_id),
+                     details={"store": "sqlite", "error": str(exc)[:300]})
+        raise
+    set_backup_row(platform.db, backup_id, status=BackupStatus.SUCCEEDED, finished_at=utcnow(), location=key,
+             size_bytes=stored.size, sha256=stored.sha256, key_id=keys.master_key_id(), manifest=manifest)
+    audit.append(platform.db, actor=actor, action="backup.completed", target=str(backup_id),
+                 details={"store": "sqlite", "location": key, "size_bytes": stored.size})
+    return {"backup_id": str(backup_id), "store": "sqlite", "kind": "full", "requested_kind": kind,
+            "status": "succeeded", "location": key, "manifest_key": manifest_key, "size_bytes": stored.size,
+            "sha256": stored.sha256, "key_id": keys.master_key_id(), "snapshot_at": snapshot["snapshot_at"],
+            "tables": len(manifest["tables"]), "rows": sum(t["rows"] for t in manifest["tables"].values()),
+            "seconds": round(time.monotonic() - started, 3), "phases": manifest["seconds"]}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def private_workdir(prefix: str, parent: Path | None = None) -> Iterator[Path]:
+    """A 0700 directory for plaintext copies, outside the data dir (whose files an erasure
+    verification scans) and removed afterwards whatever happens."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def parse_uuid(text: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(text))
+    except ValueError:
+        return None
+
+
+def _postgres_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
+    stanza = pgb.PgBackRest.from_environment()
+    backup_id = uuid.uuid4()
+    started = time.monotonic()
+    with platform.db.session() as session:
+        session.add(Backup(id=backup_id, store="postgresql", kind=BackupKind(kind), status=BackupStatus.RUNNING))
+    try:
+        repo1 = stanza.backup("full" if kind == "full" else "incr", repo=1)
+        copies = [repo1]
+        # The cross-region copy takes every full backup; between fulls it is current through the
+        # WAL archive, which pgBackRest pushes to both repositories.
+        if kind == "full":
+            copies.append(stanza.backup("full", repo=2))
+        backed_up = time.monotonic()
+        point = pgb.capture_restore_point(platform.db.engine, f"encaptio-{backup_id}")
+        archived = pgb.switch_and_wait_archived(platform.db.engine)
+        pointed = time.monotonic()
+        checks = [stanza.verify(repo=1)] + ([stanza.verify(repo=2)] if kind == "full" else [])
+        failed = [c for c in checks if not c["passed"]]
+        if failed:
+            files = "; ".join(f for c in failed for f in c["invalid_files"][:5]) or failed[0]["status"]
+            raise BackupIntegrityError(f"pgbackrest verify found damage in repo{failed[0]['repo']} of stanza "
+                                       f"{stanza.stanza}: {files}")
+        manifest = {"format": FORMAT, "backup_id": str(backup_id), "store": "postgresql", "kind": kind,
+                    "stanza": stanza.stanza, "label": repo1["label"], "type": repo1["type"],
+                    "copies": [{"repo": c["database"]["repo-key"], "label": c["label"], "type": c["type"],
+                                "size": c["info"]["size"], "repository_size": c["info"]["repository"]["delta"],
+                                "started_at": _epoch(c["timestamp"]["start"]),
+                                "stopped_at": _epoch(c["timestamp"]["stop"]),
+                                "wal": c["archive"]} for c in copies],
+                    "restore_point": {k: point[k] for k in ("restore_point", "lsn", "created_at")},
+                    "snapshot_at": point["created_at"], "created_at": point["created_at"],
+                    "tables": point["tables"], "server_version_num": pgb.server_version(platform.db.engine),
+                    "archived": archived, "verify": checks,
+                    "key_id": stanza.passphrase_id(),
+                    "seconds": {"pgbackrest": round(backed_up - started, 3),
+                                "restore_point_and_manifest": round(pointed - backed_up, 3),
+                                "verify": round(time.monotonic() - pointed, 3)}}
+        manifest_key = f"{POSTGRES_PREFIX}{repo1['label']}-{backup_id}.manifest.json"
+        platform.objects.put(manifest_key, json.dumps(manifest, indent=1, sort_keys=True, default=str).encode(),
+                             content_type="application/json", metadata={"backup-id": str(backup_id)})
+    except Exception as exc:
+        set_backup_row(platform.db, backup_id, status=BackupStatus.FAILED, finished_at=utcnow(),
+                       manifest={"error": str(exc)[:500]})
+        audit.append(platform.db, actor=actor, action="backup.failed", target=str(backup_id),
+                     details={"store": "postgresql", "error": str(exc)[:300]})
+        raise
+    location = f"pgbackrest:{stanza.stanza}/{repo1['label']}"
+    set_backup_row(platform.db, backup_id, status=BackupStatus.SUCCEEDED, finished_at=utcnow(), location=location,
+             size_bytes=repo1["info"]["repository"]["delta"], key_id=stanza.passphrase_id(), manifest=manifest)
+    audit.append(platform.db, actor=actor, action="backup.completed", target=str(backup_id),
+                 details={"store": "postgresql", "location": location, "repos": len(copies)})
+    return {"backup_id": str(backup_id), "store": "postgresql", "kind": kind, "status": "succeeded",
+            "location": location, "label": repo1["label"], "type": repo1["type"],
+            "repos": [c["database"]["repo-key"] for c in copies], "restore_point": point["restore_point"],
+            "snapshot_at": point["created_at"], "size_bytes": repo1["info"]["repository"]["delta"],
+            "tables": len(point["tables"]), "rows": sum(t["rows"] for t in point["tables"].values()),
+            "verify": [{"repo": c["repo"], "passed": c["passed"]} for c in checks], "manifest_key": manifest_key,
+            "seconds": round(time.monotonic() - started, 3), "phases": manifest["seconds"]}
+
+
+def setup_postgres_backups(platform: Platform) -> dict[str, Any]:
+    """One-time (and repeatable) setup of the stanza from ENCAPTIO_PGBACKREST_*: write its config
+    and wrapper, switch WAL archiving on, then create the stanza and check it end to end.
+
+    Turning archive_mode on needs a restart of the cluster, which is the operator's call: the
+    first run reports ``restart_required`` and stops there; run it again after the restart.
+    """
+    stanza = pgb.PgBackRest.from_environment()
+    config = stanza.write_config(KeyStore(platform.settings.keys_dir))
+    archiving = stanza.configure_archiving(platform.db.engine)
+    if archiving["restart_required"]:
+        return {"stanza": stanza.stanza, "config": str(config), "status": "restart_required",
+                "restart_required": archiving["restart_required"],
+                "next": "restart PostgreSQL, then run this again to create and check the stanza"}
+    stanza.stanza_create()
+    stanza.check()
+    return {"stanza": stanza.stanza, "config": str(config), "status": "ready",
+            "repositories": [str(stanza.repo1_path), str(stanza.repo2_path)], "key_id": stanza.passphrase_id()}
+
+
+def _epoch(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+# -- what a restore carries over from the current database -------------------------------------------
+
+def read_carry_over(platform: Platform) -> dict[str, list[dict[str, Any]]]:
+    """The erasure ledger and the backup catalog of the current database, read before a restore
+    replaces (or rolls back) it."""
+    with platform.db.session() as session:
+        ledger = [{"id": row.id, "subject_hash": row.subject_hash, "organization_id": row.organization_id,
+                   "request_id": row.request_id, "erased_at": row.erased_at}
+                  for row in session.scalars(sa.select(ErasureLedger))]
+        backups = [{column.key: getattr(row, column.key) for column in sa.inspect(Backup).column_attrs}
+                   for row in session.scalars(sa.select(Backup))]
+        tail = session.execute(sa.select(AuditEntry.seq, AuditEntry.hash)
+                               .order_by(AuditEntry.seq.desc()).limit(1)).first()
+    return {"ledger": ledger, "backups": backups,
+            "audit_tail": [{"seq": tail[0], "hash": tail[1]}] if tail else []}
+
+
+def export_ledger(platform: Platform) -> list[dict[str, Any]]:
+    """The erasure ledger as JSON-able rows (keyed hashes only), for a restore when the current
+    database cannot be read: keep a copy somewhere that outlives it."""
+    return [{k: str(v) if v is not None else None for k, v in row.items()}
+            for row in read_carry_over(platform)["ledger"]]
+
+
+def _ledger_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def as_uuid(value: Any) -> uuid.UUID | None:
+        return value if isinstance(value, uuid.UUID) or value is None else uuid.UUID(str(value))
+
+    def as_time(value: Any) -> datetime:
+        return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+    return [{"id": as_uuid(r.get("id")) or uuid.uuid4(), "subject_hash": r["subject_hash"],
+             "organization_id": as_uuid(r.get("organization_id")), "request_id": as_uuid(r.get("request_id")),
+             "erased_at": as_time(r.get("erased_at") or utcnow())} for r in rows]
+
+
+def merge_carry_over(db: Database, carried: dict[str, list[dict[str, Any]]]) -> dict[str, int]:
+    """Put the carried ledger and catalog into a restored database: ledger rows it lacks are added
+    (matched by subject hash), catalog rows take their newer, pre-restore state."""
+    added = 0
+    with db.session() as session:
+        present = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
+        for row in _ledger_rows(carried.get("ledger", [])):
+            if row["subject_hash"] not in present:
+                session.add(ErasureLedger(**row))
+                present.add(row["subject_hash"])
+                added += 1
+        catalog = 0
+        for values in carried.get("backups", []):
+            existing = session.get(Backup, values["id"])
+            if existing is None:
+                session.add(Backup(**values))
+            else:
+                for name, value in values.items():
+                    setattr(existing, name, value)
+            catalog += 1
+    return {"ledger_rows_added": added, "catalog_rows": catalog}
+
+
+def erased_subjects_present(db: Database, keys: KeyStore) -> int:
+    """Users in db whose keyed reference the ledger lists: must be 0 after a replay."""
+    from encaptio_data.privacy.subjects import subject_ref
+
+    with db.session() as session:
+        erased = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
+        if not erased:
+            return 0
+        return sum(1 for user in session.scalars(sa.select(User))
+                   if subject_ref(keys, user.organization_id, user.email) in erased)
+
+
+class _RestoreSettings(Settings):
+    """Settings of a restored copy: its own database and throwaway stores, the live key store."""
+
+    live_keys_dir: Path
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.live_keys_dir
+
+
+@contextmanager
+def scratch_platform(platform: Platform, database_url: str) -> Iterator[Platform]:
+    """A Platform over a restored database whose other stores are empty temporary ones.
+
+    Replaying the ledger erases the returning subjects from the restored rows; against the live
+    stores it would also compact and clean up the live vector table (ending its recovery window)
+    for rows that are already gone.
+    """
+    with private_workdir("encaptio-restore-stores-") as stores:
+        settings = _RestoreSettings(data_dir=stores, database_url=database_url, object_store=str(stores / "objects"),
+                                    lancedb_uri=str(stores / "lancedb"), redis_url="",
+                                    live_keys_dir=platform.settings.keys_dir)
+        scratch = Platform(settings)
+        try:
+            yield scratch
+        finally:
+            scratch.close()
+
+
+def _replay(target: Platform, carried: dict[str, list[dict[str, Any]]], actor: str) -> dict[str, Any]:
+    from encaptio_data.db.migrate import upgrade
+    from encaptio_data.privacy.erasure import replay_ledger
+
+    started = time.monotonic()
+    upgrade(target.db)  # a backup may predate the current schema
+    merged = merge_carry_over(target.db, carried)
+    replayed = replay_ledger(target, actor=actor)
+    present = erased_subjects_present(target.db, KeyStore(target.settings.keys_dir))
+    return {"ledger_rows_added": merged["ledger_rows_added"], "catalog_rows": merged["catalog_rows"],
+            "subjects_erased_again": len(replayed), "erased_subjects_present": present,
+            "seconds": round(time.monotonic() - started, 3)}
+
+
+def make_check(name: str, passed: bool, detail: Any = None) -> dict[str, Any]:
+    return {"name": name, "passed": bool(passed), "detail": detail}
+
+
+# -- SQLite restore -------------------------------------------------------------------------------------
+
+def nearest_sqlite_backup(platform: Platform, at: datetime) -> dict[str, Any]:
+    """The backup whose snapshot is the latest at or before `at`."""
+    entries = [e for e in sqlite_backups(platform) if e["snapshot_at"] <= at]
+    if not entries:
+        raise BackupError(f"no SQLite backup was taken at or before {at.isoformat()}")
+    return entries[-1]
+
+
+def _find_sqlite(platform: Platform, backup_id: str) -> dict[str, Any]:
+    for entry in sqlite_backups(platform):
+        if entry["backup_id"] == str(backup_id):
+            return entry
+    raise NotFoundError(f"no SQLite backup {backup_id} in {platform.objects.uri}/{SQLITE_PREFIX}")
+
+
+def materialize_sqlite(platform: Platform, entry: dict[str, Any], directory: Path) -> tuple[Path, dict[str, Any]]:
+    """Download, authenticate, decrypt and check one backup into a new file in directory.
+
+    Refuses (BackupIntegrityError naming the file) on any failed check; the partial file is removed.
+    """
+    keys = KeyStore(platform.settings.keys_dir)
+    manifest = _load_manifest(platform, entry["key"])
+    obj = manifest["object"]
+    name = obj["key"]
+    started = time.monotonic()
+    checks: list[dict[str, Any]] = []
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, partial_name = tempfile.mkstemp(prefix=f".restore-{entry['backup_id'][:8]}-", suffix=".partial", dir=directory)
+    partial = Path(partial_name)
+    try:
+        head = platform.objects.head(name, obj["version_id"])
+        if head.sha256 != obj["sha256"]:
+            raise BackupIntegrityError(f"{name}: the stored sha256 {head.sha256} is not the recorded "
+                                       f"{obj['sha256']}: refused")
+        with os.fdopen(fd, "wb") as sink, platform.objects.open(name, obj["version_id"]) as stream:
+            try:
+                opened = unseal(keys, stream, sink, name=name)
+            except IntegrityError as exc:
+                raise BackupIntegrityError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+        checks.append(make_check("sha256", True, obj["sha256"]))
+        checks.append(make_check("decrypt", True, {"key_id": opened["key_id"], "cipher": opened["cipher"]}))
+        if opened["plaintext_sha256"] != manifest["plaintext_sha256"] or \
+                opened["context"].get("plaintext_sha256") != manifest["plaintext_sha256"]:
+            raise BackupIntegrityError(f"{name}: the decrypted database does not match its manifest's sha256: refused")
+        fetched = time.monotonic()
+        contents = sqlite_manifest(partial)
+        if contents["integrity_check"] != ["ok"]:
+            raise BackupIntegrityError(f"{name}: PRAGMA integrity_check failed: "
+                                       f"{contents['integrity_check'][:3]}: refused")
+        checks.append(make_check("integrity_check", True, "ok"))
+        problems = compare_sqlite_tables(manifest["tables"], contents["tables"])
+        if problems:
+            raise BackupIntegrityError(f"{name}: {'; '.join(problems[:5])}: refused")
+        checks.append(make_check("manifest", True, {"tables": len(contents["tables"]),
+                                                    "rows": sum(t["rows"] for t in contents["tables"].values())}))
+    except BaseException:
+        with suppress(OSError):
+            os.close(fd)
+        partial.unlink(missing_ok=True)
+        raise
+    return partial, {"manifest": manifest, "checks": checks,
+                     "seconds": {"fetch_and_decrypt": round(fetched - started, 3),
+                                 "checks": round(time.monotonic() - fetched, 3)}}
+
+
+def verify_backup(platform: Platform, backup_id: str, *, actor: str | None = None) -> dict[str, Any]:
+    """Prove a backup restores: every check, in a private scratch copy. Raises
+    BackupIntegrityError naming the file if one fails (and marks the backup failed)."""
+    actor = _actor(platform, actor)
+    if platform.db.dialect != "sqlite":
+        return _verify_postgres(platform, backup_id, actor)
+    entry = _find_sqlite(platform, backup_id)
+    try:
+        with private_workdir("encaptio-verify-") as work:
+            path, result = materialize_sqlite(platform, entry, work)
+            path.unlink()
+    except IntegrityError as exc:
+        _mark(platform, entry["backup_id"], BackupStatus.FAILED, {"verify_error": str(exc)[:500]})
+        audit.append(platform.db, actor=actor, action="backup.verify_failed", target=entry["backup_id"],
+                     details={"error": str(exc)[:300]})
+        raise
+    _mark(platform, entry["backup_id"], BackupStatus.VERIFIED, {"verified_at": utcnow().isoformat()})
+    audit.append(platform.db, actor=actor, action="backup.verified", target=entry["backup_id"],
+                 details={"checks": [c["name"] for c in result["checks"]]})
+    return {"backup_id": entry["backup_id"], "passed": True, "file": result["manifest"]["object"]["key"],
+            "checks": result["checks"], "seconds": result["seconds"]}
+
+
+def _mark(platform: Platform, backup_id: str, status: BackupStatus, extra: dict[str, Any]) -> None:
+    key = parse_uuid(backup_id)
+    if key is None:
+        return
+    with platform.db.session() as session:
+        row = session.get(Backup, key)
+        if row is not None:
+            row.status = status
+            row.manifest = {**(row.manifest or {}), **extra}
+
+
+def require_aware(at: datetime) -> datetime:
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise InvalidInputError(f"restore time {at!r} must be a timezone-aware datetime (e.g. 2026-05-01T12:00:00Z)")
+    return at.astimezone(UTC)
+
+
+def restore(platform: Platform, at: datetime, target: Path | str, *, actor: str | None = None,
+            ledger: list[dict[str, Any]] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Restore the database as of `at` into `target`, then replay the erasure ledger.
+
+    target is ``"live"`` (the platform's own database; stop the app first) or a path: a SQLite
+    file, or on PostgreSQL an empty data directory that is started on a spare port, checked and
+    stopped again. The ledger is read from the current database first; if that cannot be read,
+    pass `ledger` (rows from ``export_ledger``) rather than restore without it.
+    """
+    at = require_aware(at)
+    actor = _actor(platform, actor)
+    live = str(target) == LIVE
+    try:
+        carried = read_carry_over(platform)
+    except sa.exc.SQLAlchemyError as exc:
+        if ledger is None:
+            reason = str(getattr(exc, "orig", exc)).strip()[:200]
+            raise BackupError(
+                f"cannot read the erasure ledger from the current database ({reason}); "
+                "a restore without it could bring erased subjects back: pass the ledger exported with export_ledger()"
+            ) from None
+        carried = {"ledger": [], "backups": [], "audit_tail": []}
+    if ledger is not None:
+        carried["ledger"] = carried["ledger"] + list(ledger)
+    if platform.db.dialect == "sqlite":
+        result = _restore_sqlite(platform, at, None if live else Path(target), carried, actor, overwrite)
+    else:
+        result = _restore_postgres(platform, at, None if live else Path(target), carried, actor)
+    details = {k: result[k] for k in ("backup_id", "target", "at", "rto_seconds") if k in result}
+    details["ledger"] = {k: v for k, v in result["ledger"].items() if k != "seconds"}
+    details["previous_audit_tail"] = carried["audit_tail"]
+    audit.append(platform.db, actor=actor, action="backup.restored", target=result.get("backup_id"), details=details)
+    return result
+
+
+def _restore_sqlite(platform: Platform, at: datetime, target: Path | None, carried: dict[str, Any], actor: str,
+                    overwrite: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    entry = nearest_sqlite_backup(platform, at)
+    if target is None:
+        destination = sqlite_database_path(platform.db)
+    else:
+        destination = target.expanduser().resolve()
+        if destination == sqlite_database_path(platform.db).resolve():
+            raise BackupError(f"{destination} is the live database: restore to it with target 'live'")
+        if destination.exists() and not overwrite:
+            raise BackupError(f"restore target {destination} already exists")
+    partial, materialized = materialize_sqlite(platform, entry, destination.parent)
+    placing = time.monotonic()
+    try:
+        if target is None:
+            platform.db.dispose()
+            _quiesce(destination)
+        for suffix in ("-wal", "-shm", "-journal"):
+            Path(f"{destination}{suffix}").unlink(missing_ok=True)
+        os.replace(partial, destination)
+        _fsync_dir(destination.parent)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    placed = time.monotonic()
+    if target is None:
+        replay = _replay(platform, carried, actor)
+    else:
+        with scratch_platform(platform, f"sqlite:///{destination}") as scratch:
+            replay = _replay(scratch, carried, actor)
+    manifest = materialized["manifest"]
+    snapshot_at = datetime.fromisoformat(manifest["snapshot_at"])
+    checks = materialized["checks"] + [
+        make_check("ledger_replayed", replay["erased_subjects_present"] == 0,
+                   {k: v for k, v in replay.items() if k != "seconds"})]
+    rto = time.monotonic() - started - materialized["seconds"]["checks"]
+    return {"store": "sqlite", "backup_id": entry["backup_id"], "file": manifest["object"]["key"],
+            "target": LIVE if target is None else str(destination), "at": at.isoformat(),
+            "snapshot_at": snapshot_at.isoformat(), "last_transaction_at": snapshot_at.isoformat(),
+            "semantics": "nearest backup at or before the requested time",
+            "rpo_seconds": round(max(0.0, (at - snapshot_at).total_seconds()), 3),
+            "rto_seconds": round(rto, 3), "checks": checks, "ledger": replay,
+            "seconds": {**materialized["seconds"], "place": round(placed - placing, 3),
+                        "ledger_replay": replay["seconds"]}}
+
+
+def _quiesce(live: Path) -> None:
+    """Fold the WAL into the file and make sure nobody else is using it: the WAL of the old
+    database must not be applied to the restored one, and a running app would keep writing."""
+    if not live.exists():
+        return
+    conn = sqlite3.connect(live, timeout=2, isolation_level=None)
+    try:
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        raise BackupError(f"the live database {live} is in use ({exc}): stop the app (Dagster, web) first") from None
+    except sqlite3.DatabaseError as exc:  # damaged beyond opening: the very case a restore is for
+        log.warning("live database %s is unreadable (%s); replacing it", live, exc)
+        return
+    finally:
+        conn.close()
+    if busy:
+        raise BackupError(f"the live database {live} is in use (a reader holds the WAL): stop the app first")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# -- PostgreSQL restore -----------------------------------------------------------------------------
+
+def _scratch_url(platform: Platform, port: int) -> str:
+    return sa.make_url(platform.db.url).set(host="127.0.0.1", port=port).render_as_string(hide_password=False)
+
+
+def restore_postgres_scratch(platform: Platform, stanza: pgb.PgBackRest, data_dir: Path, carried: dict[str, Any],
+                             actor: str, *, target_type: str, target: str | None = None,
+                             set_label: str | None = None, repo: int | None = None,
+                             expected_tables: dict[str, Any] | None = None,
+                             inspect: Callable[[sa.Engine], list[dict[str, Any]]] | None = None,
+                             keep_running: bool = False) -> dict[str, Any]:
+    """Restore into a scratch data directory, start it, check it, replay the ledger, stop it.
+
+    Checks: pg_amcheck (structure and every page read), data checksums on, the manifest's row
+    counts and digests when restoring to a backup's restore point, `inspect`'s own checks, and
+    offline pg_checksums after the stop. Timings separate recovery (RTO) from the checks.
+    """
+    started = time.monotonic()
+    checks: list[dict[str, Any]] = []
+    cluster = stanza.restore_scratch(data_dir, target_type=target_type, target=target, set_label=set_label, repo=repo)
+    engine = sa.create_engine(_scratch_url(platform, cluster.port), poolclass=sa.pool.NullPool)
+    try:
+        cluster.wait_promoted(engine)
+        recovered = time.monotonic()
+        last_transaction = pgb.last_replayed_transaction(engine)
+        with engine.connect() as conn:
+            checksums_on = conn.execute(sa.text("SHOW data_checksums")).scalar_one() == "on"
+        checks.append(make_check("data_checksums_enabled", checksums_on))
+        if expected_tables is not None:
+            with engine.connect() as conn, conn.begin():
+                actual = pgb.table_digests(conn, list(expected_tables))
+            problems = pgb.compare_tables(expected_tables, actual)
+            checks.append(make_check("manifest", not problems, problems or {
+                "tables": len(actual), "rows": sum(t["rows"] for t in actual.values())}))
+        if inspect is not None:
+            checks += inspect(engine)
+        amcheck = cluster.amcheck()
+        checks.append(make_check("amcheck", amcheck["passed"], amcheck["detail"]))
+        checked = time.monotonic()
+        with scratch_platform(platform, _scratch_url(platform, cluster.port)) as scratch:
+            replay = _replay(scratch, carried, actor)
+        checks.append(make_check("ledger_replayed", replay["erased_subjects_present"] == 0,
+                                 {k: v for k, v in replay.items() if k != "seconds"}))
+    finally:
+        engine.dispose()
+        if not keep_running:
+            cluster.stop()
+    if not keep_running:
+        sums = cluster.verify_checksums()
+        checks.append(make_check("page_checksums", sums["passed"], {k: v for k, v in sums.items() if k != "passed"}))
+    rto = (recovered - started) + replay["seconds"]
+    return {"cluster": cluster, "data_dir": str(data_dir), "port": cluster.port, "repo": repo or 1,
+            "checks": checks, "ledger": replay,
+            "last_transaction_at": last_transaction.isoformat() if last_transaction else None,
+            "rto_seconds": round(rto, 3),
+            "seconds": {"restore_and_recover": round(recovered - started, 3), "checks": round(checked - recovered, 3),
+                        "ledger_replay": replay["seconds"], "total": round(time.monotonic() - started, 3)}}
+
+
+def _restore_postgres(platform: Platform, at: datetime, target: Path | None, carried: dict[str, Any],
+                      actor: str) -> dict[str, Any]:
+    stanza = pgb.PgBackRest.from_environment()
+    engine = platform.db.engine
+    now = pgb.server_now(engine)
+    backups = stanza.backups(repo=1)
+    # pgBackRest restores the newest backup whose stop time (whole seconds) is before the target.
+    if not [b for b in backups if b["timestamp"]["stop"] < at.timestamp()]:
+        raise BackupError(f"no PostgreSQL backup in stanza {stanza.stanza} finished before {at.isoformat()}")
+    latest = at >= now
+    if not latest:
+        # Recovery stops at the first commit after `at`: make sure there is one, and that it (and
+        # everything before it) is archived, or recovery would end short of the target and fail.
+        audit.append(platform.db, actor=actor, action="backup.restore_requested",
+                     details={"at": at.isoformat(), "target": str(target or LIVE)})
+    pgb.switch_and_wait_archived(engine)
+    target_type, target_time = ("default", None) if latest else ("time", at.isoformat(sep=" "))
+    if target is not None:
+        result = restore_postgres_scratch(platform, stanza, target, carried, actor, target_type=target_type,
+                                          target=target_time)
+        cluster = result.pop("cluster")
+        result.update({"store": "postgresql", "target": str(target), "at": at.isoformat(),
+                       "semantics": "every transaction committed at or before the requested time",
+                       "rpo_seconds": rpo_between(at if not latest else now, result["last_transaction_at"]),
+                       "start_command": f"{cluster.pg_bin / 'pg_ctl'} -D {cluster.data_dir} -l {cluster.log_file} "
+                                        f"start  # as {cluster.os_user}, port {cluster.port}"})
+        return result
+    return _restore_postgres_live(platform, stanza, at, target_type, target_time, carried, actor, now)
+
+
+def rpo_between(target: datetime, last_transaction_at: str | None) -> float | None:
+    if last_transaction_at is None:
+        return None
+    return round(max(0.0, (target - datetime.fromisoformat(last_transaction_at)).total_seconds()), 3)
+
+
+def _restore_postgres_live(platform: Platform, stanza: pgb.PgBackRest, at: datetime, target_type: str,
+                           target_time: str | None, carried: dict[str, Any], actor: str,
+                           now: datetime) -> dict[str, Any]:
+    engine = platform.db.engine
+    engine.dispose()
+    with engine.connect() as conn:
+        others = conn.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid()")).scalar_one()
+    if others:
+        raise BackupError(f"{others} other sessions are connected to the cluster: stop the app (Dagster, web, "
+                          "workers) before restoring the live database")
+    engine.dispose()
+    live = pgb.Cluster(data_dir=stanza.pg_path, port=stanza.pg_port,
+                       socket_dir=stanza.pg_socket_path or Path("/var/run/postgresql"), os_user=stanza.os_user,
+                       pg_bin=stanza.pg_bin, log_file=stanza.config_dir / "log" / "postgresql-restored.log")
+    started = time.monotonic()
+    live.stop()
+    stanza.restore(stanza.pg_path, target_type=target_type, target=target_time, delta=True, scratch=False)
+    live.start()
+    live.wait_promoted(engine)
+    recovered = time.monotonic()
+    last_transaction = pgb.last_replayed_transaction(engine)
+    replay = _replay(platform, carried, actor)
+    last = last_transaction.isoformat() if last_transaction else None
+    return {"store": "postgresql", "target": LIVE, "at": at.isoformat(),
+            "semantics": "every transaction committed at or before the requested time",
+            "last_transaction_at": last, "rpo_seconds": rpo_between(min(at, now), last),
+            "rto_seconds": round(recovered - started + replay["seconds"], 3), "ledger": replay,
+            "checks": [make_check("ledger_replayed", replay["erased_subjects_present"] == 0,
+                                  {k: v for k, v in replay.items() if k != "seconds"})],
+            "seconds": {"restore_and_recover": round(recovered - started, 3), "ledger_replay": replay["seconds"]}}
+
+
+def _find_postgres(platform: Platform, backup_id: str) -> dict[str, Any]:
+    key = parse_uuid(backup_id)
+    with platform.db.session() as session:
+        row = session.get(Backup, key) if key else None
+        if row is not None and row.store == "postgresql" and row.manifest.get("restore_point"):
+            return dict(row.manifest)
+    for version in platform.objects.list(POSTGRES_PREFIX):
+        if version.key.endswith(f"-{backup_id}.manifest.json"):
+            return _load_manifest(platform, version.key)
+    raise NotFoundError(f"no PostgreSQL backup {backup_id} with a restore point")
+
+
+def latest_postgres_manifest(platform: Platform) -> dict[str, Any]:
+    with platform.db.session() as session:
+        rows = session.scalars(sa.select(Backup).where(
+            Backup.store == "postgresql", Backup.status.in_([BackupStatus.SUCCEEDED, BackupStatus.VERIFIED]))
+            .order_by(Backup.started_at.desc())).all()
+        for row in rows:
+            if row.manifest.get("restore_point"):
+                return dict(row.manifest)
+    raise BackupError("no successful PostgreSQL backup to restore")
+
+
+def _verify_postgres(platform: Platform, backup_id: str, actor: str) -> dict[str, Any]:
+    stanza = pgb.PgBackRest.from_environment()
+    manifest = _find_postgres(platform, backup_id)
+    checks = []
+    for copy in manifest["copies"]:
+        result = stanza.verify(repo=copy["repo"])
+        checks.append(make_check(f"pgbackrest_verify_repo{copy['repo']}", result["passed"],
+                             result["invalid_files"] or result["status"]))
+        if not result["passed"]:
+            _mark(platform, backup_id, BackupStatus.FAILED, {"verify_error": result["invalid_files"][:10]})
+            audit.append(platform.db, actor=actor, action="backup.verify_failed", target=backup_id,
+                         details={"repo": copy["repo"], "invalid_files": result["invalid_files"][:10]})
+            raise BackupIntegrityError(f"pgbackrest verify found damage in repo{copy['repo']} of stanza "
+                                       f"{stanza.stanza}: {'; '.join(result['invalid_files'][:5]) or result['status']}")
+    carried = read_carry_over(platform)
+    with scratch_directory(stanza) as work:
+        result = restore_postgres_scratch(platform, stanza, work / "data", carried, actor, target_type="name",
+                                          target=manifest["restore_point"]["restore_point"],
+                                          set_label=manifest["label"], expected_tables=manifest["tables"])
+        result.pop("cluster")
+    checks += result["checks"]
+    passed = all(c["passed"] for c in checks)
+    _mark(platform, backup_id, BackupStatus.VERIFIED if passed else BackupStatus.FAILED,
+          {"verified_at": utcnow().isoformat(), "verify_checks": checks})
+    audit.append(platform.db, actor=actor, action="backup.verified" if passed else "backup.verify_failed",
+                 target=backup_id, details={"failed": [c["name"] for c in checks if not c["passed"]]})
+    if not passed:
+        failed = [c for c in checks if not c["passed"]]
+        raise BackupIntegrityError(f"backup {manifest['label']} of stanza {stanza.stanza} failed "
+                                   f"{', '.join(c['name'] for c in failed)}: {failed[0]['detail']}")
+    return {"backup_id": backup_id, "passed": True, "file": f"pgbackrest:{stanza.stanza}/{manifest['label']}",
+            "checks": checks, "seconds": result["seconds"]}
+
+
+@contextmanager
+def scratch_directory(stanza: pgb.PgBackRest) -> Iterator[Path]:
+    """A private directory owned by the cluster's OS user for scratch clusters, removed afterwards.
+
+    It goes under the stanza's config dir when that has a `scratch` directory (the system temp
+    otherwise): a production-sized restore wants a disk chosen for it.
+    """
+    parent = stanza.config_dir / "scratch"
+    with private_workdir("encaptio-scratch-", parent=parent if parent.is_dir() else None) as work:
+        import pwd
+
+        owner = pwd.getpwnam(stanza.os_user)
+        os.chown(work, owner.pw_uid, owner.pw_gid)
+        yield work

@@ -1,0 +1,239 @@
+"""Events → daily aggregates on both profiles: exact counts, idempotence, late events, quarantine."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import sqlalchemy as sa
+
+from encaptio_data.analytics import aggregate
+from encaptio_data.analytics.aggregate import (
+    QUARANTINE_REASONS,
+    load_events,
+    materialize_day,
+    normalize_queries,
+    reconcile_day,
+    split_events,
+    stale_days,
+    top_queries,
+)
+from encaptio_data.db.models import AnalyticsQuarantine, DailyEngagement, DailyEngagementRun, DailyTopQuery
+from encaptio_data.platform import Platform
+from tests.analytics.world import DAY, NOW, World, arrow_events, at, build_world
+
+
+def _engagement(platform: Platform, day=DAY) -> dict[uuid.UUID, dict]:
+    with platform.db.session() as s:
+        rows = s.scalars(sa.select(DailyEngagement).where(DailyEngagement.day == day)).all()
+        return {r.capsule_id: {c: getattr(r, c) for c in (
+            "organization_id", "events", "views", "unique_sessions", "searches", "chat_turns", "dwell_events",
+            "completions", "total_dwell_seconds", "median_dwell_seconds", "unique_users")} for r in rows}
+
+
+def _hand_built_day(world: World) -> None:
+    c1, c2 = world.capsules
+    u = world.users
+    # Capsule 1: two signed-in people and one anonymous visitor.
+    world.event(c1, u[0], "s-a", "view", at(DAY, 0, 0, 0))  # the first instant of the day belongs to it
+    world.event(c1, u[0], "s-a", "search", at(DAY, 0, 1), {"query": "Budget  Basics", "result_count": 2})
+    world.event(c1, u[0], "s-a", "dwell", at(DAY, 0, 2), {"seconds": 10})
+    world.event(c1, u[1], "s-b", "view", at(DAY, 9))
+    world.event(c1, u[1], "s-b", "chat_turn", at(DAY, 9, 1))
+    world.event(c1, u[1], "s-b", "dwell", at(DAY, 9, 5), {"seconds": 30.5})
+    world.event(c1, u[1], "s-b", "completion", at(DAY, 9, 6))
+    world.event(c1, u[0], "s-c", "view", at(DAY, 15))  # the same person again, in a new session
+    world.event(c1, None, "s-anon", "view", at(DAY, 23, 59, 59, 999_999))  # the last instant of the day
+    world.event(c1, None, "s-anon", "dwell", at(DAY, 23, 59, 59, 999_999), {"seconds": 50})
+    # Capsule 2: one view.
+    world.event(c2, u[2], "s-d", "view", at(DAY, 12))
+    # Neighbouring days must not leak in.
+    world.event(c1, u[3], "s-e", "view", at(DAY - timedelta(days=1), 23, 59, 59, 999_999))
+    world.event(c1, u[3], "s-f", "view", at(DAY + timedelta(days=1), 0, 0, 0))
+
+
+def test_aggregates_a_hand_built_day_exactly(platform: Platform) -> None:
+    world = build_world(platform)
+    _hand_built_day(world)
+    report = materialize_day(platform, DAY, now=NOW)
+    assert (report.events_read, report.events_aggregated, report.events_quarantined, report.events_excluded) == (
+        11, 11, 0, 0)
+    c1, c2 = world.capsules
+    assert _engagement(platform) == {
+        c1: {"organization_id": world.organization, "events": 10, "views": 4, "unique_sessions": 4, "searches": 1,
+             "chat_turns": 1, "dwell_events": 3, "completions": 1, "total_dwell_seconds": 90.5,
+             "median_dwell_seconds": 30.5, "unique_users": 2},
+        c2: {"organization_id": world.organization, "events": 1, "views": 1, "unique_sessions": 1, "searches": 0,
+             "chat_turns": 0, "dwell_events": 0, "completions": 0, "total_dwell_seconds": 0.0,
+             "median_dwell_seconds": None, "unique_users": 1},
+    }
+    assert reconcile_day(platform.db, DAY)["passed"]
+
+
+def test_rematerializing_is_idempotent_and_late_events_rebuild_the_day(platform: Platform) -> None:
+    world = build_world(platform)
+    _hand_built_day(world)
+    materialize_day(platform, DAY, now=NOW)
+    first = _engagement(platform)
+    materialize_day(platform, DAY, now=NOW)
+    assert _engagement(platform) == first
+    with platform.db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(DailyEngagementRun)) == 1
+
+    # A late event arrives for the day: the day is reported stale and the check fails until re-run.
+    world.event(world.capsules[1], world.users[5], "s-late", "view", at(DAY, 18))
+    assert DAY.isoformat() in stale_days(platform.db, now=NOW)
+    assert not reconcile_day(platform.db, DAY)["passed"]
+    materialize_day(platform, DAY, now=NOW)
+    assert _engagement(platform)[world.capsules[1]]["views"] == 2
+    assert reconcile_day(platform.db, DAY)["passed"]
+    assert DAY.isoformat() not in stale_days(platform.db, now=NOW)
+
+
+def test_bad_events_are_quarantined_with_a_reason_never_dropped(platform: Platform) -> None:
+    world = build_world(platform)
+    c1 = world.capsules[0]
+    u = world.users
+    world.event(c1, u[0], "s-ok", "view", at(DAY, 8))
+    bad = {
+        world.event(c1, u[0], "s-ok", "dwell", at(DAY, 8, 1), {"seconds": "a while"}): "malformed_payload",
+        world.event(c1, u[0], "s-ok", "dwell", at(DAY, 8, 2), {"seconds": -5}): "malformed_payload",
+        world.event(c1, u[0], "s-ok", "dwell", at(DAY, 8, 3), {}): "malformed_payload",
+        world.event(c1, u[0], "s-ok", "dwell", at(DAY, 8, 4), {"seconds": 10**9}): "malformed_payload",
+        world.event(c1, u[1], "s-2", "search", at(DAY, 9), {"query": 42}): "malformed_payload",
+        world.event(c1, u[1], "s-2", "chat_turn", at(DAY, 9, 1), {"turn": 1}): "malformed_payload",
+        world.event(c1, u[1], "s-2", "view", at(DAY, 9, 2), ["not", "an", "object"]): "malformed_payload",
+        world.event(c1, u[1], "s-2", "view", at(DAY, 9, 3), "just a string"): "malformed_payload",
+        world.event(c1, u[2], "s-3", "view", at(DAY, 23)): "future_timestamp",
+    }
+    now = at(DAY, 20)  # the day is still running: an event stamped 23:00 is from the future
+    report = materialize_day(platform, DAY, now=now)
+    assert report.events_read == 10 and report.events_aggregated == 1
+    assert report.quarantine_reasons == {"malformed_payload": 8, "future_timestamp": 1}
+    with platform.db.session() as s:
+        rows = {r.event_id: r for r in s.scalars(sa.select(AnalyticsQuarantine))}
+    assert {event_id: r.reason for event_id, r in rows.items()} == bad
+    details = {r.detail for r in rows.values()}
+    assert {"dwell seconds missing or not a number", "dwell seconds outside [0, 86400]",
+            "search without a text query", "chat turn without a text question", "payload is not a JSON object",
+            "occurred more than 5 minutes after the run's clock"} <= details
+    assert all("a while" not in r.detail for r in rows.values())  # no payload is copied into the quarantine
+    assert reconcile_day(platform.db, DAY)["passed"]
+
+    # Far past: the same day, read by a clock more than two years later.
+    later = materialize_day(platform, DAY, now=at(DAY, 12) + timedelta(days=800))
+    assert later.quarantine_reasons == {"stale_timestamp": 10}
+    assert later.events_aggregated == 0
+
+
+def test_invalid_json_on_sqlite_is_quarantined_not_a_crash(embedded_platform: Platform) -> None:
+    # Only SQLite can hold it (PostgreSQL's jsonb refuses NaN), and its json functions raise on it.
+    world = build_world(embedded_platform)
+    world.event(world.capsules[0], None, "s-nan", "dwell", at(DAY, 8), {"seconds": float("nan")})
+    report = materialize_day(embedded_platform, DAY, now=NOW)
+    assert report.quarantine_reasons == {"malformed_payload": 1}
+
+
+def test_arrow_input_quarantines_unknown_capsules_types_sessions_and_duplicates(platform: Platform) -> None:
+    world = build_world(platform)
+    c1 = world.capsules[0].hex
+    base = {"capsule_id": c1, "session_id": "s1", "event_type": "view", "occurred_at": at(DAY, 10),
+            "payload_kind": "object"}
+    ids = [uuid.uuid4().hex for _ in range(6)]
+    table = arrow_events([
+        {**base, "event_id": ids[0]},
+        {**base, "event_id": ids[0]},  # delivered twice
+        {**base, "event_id": ids[1], "capsule_id": uuid.uuid4().hex},
+        {**base, "event_id": ids[2], "event_type": "teleport"},
+        {**base, "event_id": ids[3], "session_id": ""},
+        {**base, "event_id": ids[4], "occurred_at": None},
+        {**base, "event_id": "not-a-uuid", "capsule_id": "nor-this"},
+    ])
+    report = materialize_day(platform, DAY, now=NOW, events=table)
+    assert report.events_aggregated == 1
+    assert report.quarantine_reasons == {"duplicate_event": 1, "unknown_capsule": 2, "unknown_event_type": 1,
+                                         "missing_session": 1, "stale_timestamp": 1}
+    assert set(report.quarantine_reasons) < set(QUARANTINE_REASONS)
+    assert reconcile_day(platform.db, DAY)["events_quarantined"] == 6
+
+
+def test_load_events_reads_payload_fields_columnar(platform: Platform) -> None:
+    world = build_world(platform)
+    world.event(world.capsules[0], world.users[0], "s1", "search", at(DAY, 1), {"query": "Ünïcode  query"})
+    world.event(world.capsules[0], None, "s1", "dwell", at(DAY, 2), {"seconds": 12.25})
+    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
+    assert table.column("query").to_pylist() == ["Ünïcode  query", None]
+    assert table.column("seconds").to_pylist() == [None, 12.25]
+    assert table.column("user_id").to_pylist() == [world.users[0].hex, None]
+    assert table.column("occurred_at").to_pylist() == [at(DAY, 1), at(DAY, 2)]
+
+
+def test_free_text_survives_the_columnar_read(platform: Platform) -> None:
+    world = build_world(platform)
+    tricky = 'say "hi", then\nleave, \\ ; \r done ,,"'
+    world.event(world.capsules[0], world.users[0], 'sess,"odd"', "search", at(DAY, 1), {"query": tricky})
+    world.event(world.capsules[0], world.users[0], "", "chat_turn", at(DAY, 2), {"question": ""})
+    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
+    # Line breaks become spaces of the same length, so PII offsets into the text stay valid.
+    assert table.column("query").to_pylist() == [tricky.replace("\n", " ").replace("\r", " "), None]
+    assert table.column("question").to_pylist() == [None, ""]  # an empty string is not a missing one
+    assert table.column("session_id").to_pylist() == ['sess,"odd"', ""]
+    assert table.column("user_id").to_pylist() == [world.users[0].hex, world.users[0].hex]
+
+
+def test_rows_written_around_the_orm_cannot_break_the_read(embedded_platform: Platform) -> None:
+    # Raw SQL can store what the ORM never would: an id with quotes and a line break, a time
+    # that is not one. Each becomes a quarantined event, and the rest of the day is unaffected.
+    world = build_world(embedded_platform)
+    world.event(world.capsules[0], None, "s1", "view", at(DAY, 9))
+    interaction = world.sessions["s1"].hex
+    with embedded_platform.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO interaction_events (id, interaction_id, capsule_id, user_id, session_id, event_type, payload,"
+            " occurred_at) VALUES (?, ?, ?, NULL, 's1', 'view', '{}', ?)",
+            [("it's,\nodd", interaction, world.capsules[0].hex, "2026-10-07 10:00:00.000000"),
+             (uuid.uuid4().hex, interaction, world.capsules[0].hex, "2026-10-07 99:99:99")])
+    report = materialize_day(embedded_platform, DAY, now=NOW)
+    assert report.events_read == 3 and report.events_aggregated == 2
+    assert report.quarantine_reasons == {"stale_timestamp": 1}
+
+    # The hour with the odd id fell back to reading rows; on clean hours both reads agree.
+    odd, clean = (at(DAY, 10), at(DAY, 11)), (at(DAY, 9), at(DAY, 10))
+    with pytest.raises(pa.ArrowInvalid):
+        aggregate._parse(aggregate._render_window(embedded_platform.db, *odd))
+    assert aggregate._read_window(embedded_platform.db, *odd).column("event_id").to_pylist() == ["it's,\nodd"]
+    assert aggregate._parse(aggregate._render_window(embedded_platform.db, *clean)).equals(
+        aggregate._rows_window(embedded_platform.db, *clean))
+
+
+def test_top_queries_need_k_distinct_subjects(tmp_path: Path) -> None:
+    rows = []
+    for i in range(5):  # five people: published
+        rows.append({"event_id": uuid.uuid4().hex, "user_id": f"{i:032x}", "session_id": f"a{i}",
+                     "query": "Tax  Forms "})
+    for i in range(4):  # four people: not published
+        rows.append({"event_id": uuid.uuid4().hex, "user_id": f"{i:032x}", "session_id": f"b{i}", "query": "my name"})
+    for i in range(6):  # one person in six sessions: one subject, not published
+        rows.append({"event_id": uuid.uuid4().hex, "user_id": f"{99:032x}", "session_id": f"c{i}", "query": "alone"})
+    capsule = uuid.uuid4().hex
+    table = arrow_events([{**r, "capsule_id": capsule, "event_type": "search", "occurred_at": at(DAY, 3),
+                           "payload_kind": "object"} for r in rows])
+    usable = split_events(table, known_capsules=[capsule], excluded=[], keys_dir=tmp_path, now=NOW)
+    top = top_queries(usable.valid, k=5)
+    assert top.to_dict(orient="records") == [
+        {"capsule_id": capsule, "query_norm": "tax forms", "count": 5, "subjects": 5, "rank": 1}]
+    assert normalize_queries(pa.array(["  A\tb  C "])).to_pylist() == ["a b c"]
+
+
+def test_top_queries_are_stored_only_above_k(platform: Platform) -> None:
+    world = build_world(platform)
+    for i in range(6):
+        world.event(world.capsules[0], world.users[i], f"q{i}", "search", at(DAY, 10, i), {"query": "Savings plan"})
+    world.event(world.capsules[0], world.users[7], "q7", "search", at(DAY, 11), {"query": "rare personal words"})
+    materialize_day(platform, DAY, now=NOW)
+    with platform.db.session() as s:
+        stored = [(r.query_norm, r.count, r.subjects, r.rank) for r in s.scalars(sa.select(DailyTopQuery))]
+    assert stored == [("savings plan", 6, 6, 1)]

@@ -1,0 +1,40 @@
+"""The backup benchmark runs end to end at a toy size and returns what the CLI prints; no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.backup import run_backup_bench
+from tests.lifecycle.conftest import REPOSITORY, _pgbackrest_available
+
+pytestmark = pytest.mark.slow
+
+
+def test_install_script_is_idempotent() -> None:
+    first = subprocess.run(["bash", str(REPOSITORY / "scripts" / "install-pgbackrest")], capture_output=True,
+                           text=True, timeout=600)
+    second = subprocess.run(["bash", str(REPOSITORY / "scripts" / "install-pgbackrest")], capture_output=True,
+                            text=True, timeout=60)
+    assert first.returncode == 0 and second.returncode == 0 and second.stdout == ""
+
+
+def test_backup_bench_measures_both_sides_on_the_same_database(tmp_path: Path) -> None:
+    reason = _pgbackrest_available()
+    if reason:
+        pytest.skip(reason)
+    messages: list[str] = []
+    result = run_backup_bench(tmp_path, size_mb=8, sqlite_mb=2, progress=messages.append)
+    json.dumps(result)
+    postgres = result["postgresql"]
+    assert postgres["dataset"] == "realistic" and postgres["rows"] > 0 and messages
+    assert postgres["theirs"]["pg_dump_seconds"] > 0 and postgres["theirs"]["pg_restore_j2_seconds"] > 0
+    assert postgres["ours"]["restore_checks_passed"] and postgres["drill"]["passed"]
+    assert set(postgres["ratios"]) == {"backup_full_feature_vs_pg_dump", "backup_one_copy_vs_pg_dump",
+                                       "restore_rto_vs_best_pg_restore", "restore_with_checks_vs_best_pg_restore"}
+    assert "extrapolated_1gb" in postgres["drill"]
+    assert result["sqlite"]["ratios"]["backup_vs_backup_api"] > 0
+    assert result["command"].startswith("python -m bench.backup") and result["machine"]["cores"]

@@ -1,0 +1,224 @@
+"""SQLite backups (embedded default) on the local store and on S3: backup, verify, restore to a
+point (nearest backup at or before it), refusal of damaged or foreign files, and the erasure
+ledger surviving every restore."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from encaptio_data import audit
+from encaptio_data.db.models import AuditEntry, Backup, ErasureLedger, User, utcnow
+from encaptio_data.db.session import Database
+from encaptio_data.keys import KeyStore
+from encaptio_data.lifecycle import backup as bk
+from encaptio_data.platform import Platform
+from encaptio_data.privacy.erasure import erase_subject
+from encaptio_data.stores.objects import LocalObjectStore
+from tests.privacy.conftest import plant
+
+
+def _actions(path: Path) -> list[str]:
+    database = Database(f"sqlite:///{path}")
+    try:
+        with database.session() as session:
+            return list(session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.seq)))
+    finally:
+        database.dispose()
+
+
+def test_backup_is_encrypted_checksummed_listed_and_verifies(sqlite_platform: Platform) -> None:
+    audit.append(sqlite_platform.db, actor="test", action="test.canary-in-backup")
+    result = bk.run_backup(sqlite_platform, "full")
+    assert result["location"].startswith(bk.SQLITE_PREFIX) and result["location"].endswith(".db.enc")
+    stored = sqlite_platform.objects.get(result["location"])
+    assert not stored.startswith(b"SQLite format 3") and b"test.canary-in-backup" not in stored
+    assert result["tables"] > 10 and result["key_id"] == KeyStore(sqlite_platform.settings.keys_dir).master_key_id()
+    manifest = bk._load_manifest(sqlite_platform, result["manifest_key"])
+    assert manifest["tables"]["audit_log"]["rows"] >= 1 and len(manifest["tables"]["audit_log"]["sha256"]) == 64
+    assert manifest["source"]["path"].endswith("encaptio.sqlite3") and manifest["key_id"] == result["key_id"]
+    assert "master.key" not in str(list(sqlite_platform.objects.list(bk.BACKUP_PREFIX)))
+
+    listed = bk.list_backups(sqlite_platform)
+    assert listed[0]["id"] == result["backup_id"] and listed[0]["status"] == "succeeded"
+    assert listed[0]["sha256"] == result["sha256"] and listed[0]["snapshot_at"] == result["snapshot_at"]
+
+    verified = bk.verify_backup(sqlite_platform, result["backup_id"])
+    assert verified["passed"] and {c["name"] for c in verified["checks"]} == {
+        "sha256", "decrypt", "integrity_check", "manifest"}
+    assert bk.list_backups(sqlite_platform)[0]["status"] == "verified"
+
+
+def test_an_hourly_incremental_is_a_complete_copy_and_says_so(embedded: Platform) -> None:
+    result = bk.run_backup(embedded, "incremental")
+    assert result["kind"] == "full" and result["requested_kind"] == "incremental"
+    with pytest.raises(bk.InvalidInputError):
+        bk.run_backup(embedded, "differential")
+
+
+def _flip_stored_byte(platform: Platform, key: str) -> None:
+    store = platform.objects
+    assert isinstance(store, LocalObjectStore)
+    version = store.head(key)
+    blob = store._key_dir(key) / f"{version.version_id}.blob"
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    blob.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_fails_verify_and_restore_refuses_naming_the_file(embedded: Platform, tmp_path: Path) -> None:
+    result = bk.run_backup(embedded, "full")
+    _flip_stored_byte(embedded, result["location"])
+    with pytest.raises(bk.BackupIntegrityError) as raised:
+        bk.verify_backup(embedded, result["backup_id"])
+    assert result["location"] in str(raised.value)
+    with embedded.db.session() as session:
+        assert session.get(Backup, bk.parse_uuid(result["backup_id"])).status.value == "failed"
+        assert session.scalar(sa.select(AuditEntry.action).order_by(AuditEntry.seq.desc()).limit(1)) == \
+            "backup.verify_failed"
+
+    target = tmp_path / "restored.sqlite3"
+    with pytest.raises(bk.BackupIntegrityError) as raised:
+        bk.restore(embedded, utcnow(), target)
+    assert result["location"] in str(raised.value) and "refused" in str(raised.value)
+    assert not target.exists() and not list(tmp_path.glob(".restore-*"))
+
+
+def test_a_wrong_master_key_fails_verify_and_restore_refuses_naming_the_file(sqlite_platform: Platform,
+                                                                            tmp_path: Path) -> None:
+    result = bk.run_backup(sqlite_platform, "full")
+    master = sqlite_platform.settings.keys_dir / "master.key"
+    original = master.read_bytes()
+    master.write_bytes(bytes(32))  # another key (a restore on a host with the wrong key file)
+    try:
+        with pytest.raises(bk.BackupIntegrityError, match="wrong key") as raised:
+            bk.verify_backup(sqlite_platform, result["backup_id"])
+        assert result["location"] in str(raised.value)
+        with pytest.raises(bk.BackupIntegrityError, match="wrong key") as raised:
+            bk.restore(sqlite_platform, utcnow(), tmp_path / "restored.sqlite3")
+        assert result["location"] in str(raised.value)
+    finally:
+        master.write_bytes(original)
+    assert bk.verify_backup(sqlite_platform, result["backup_id"])["passed"]
+
+
+def test_backups_stay_readable_after_a_master_key_rotation(embedded: Platform) -> None:
+    before = bk.run_backup(embedded, "full")
+    rotated = KeyStore(embedded.settings.keys_dir).rotate_master()
+    assert rotated["old_master_key_id"] == before["key_id"]
+    assert bk.verify_backup(embedded, before["backup_id"])["passed"]
+    after = bk.run_backup(embedded, "full")
+    assert after["key_id"] == rotated["new_master_key_id"]
+    (embedded.settings.keys_dir / rotated["retired_to"]).unlink()  # a retired key thrown away too early
+    with pytest.raises(bk.BackupIntegrityError, match="no retired key of that id") as raised:
+        bk.verify_backup(embedded, before["backup_id"])
+    assert before["location"] in str(raised.value)
+
+
+def test_restore_to_a_time_is_the_nearest_backup_at_or_before_it(sqlite_platform: Platform, tmp_path: Path) -> None:
+    platform = sqlite_platform
+    audit.append(platform.db, actor="test", action="canary.before-first")
+    first = bk.run_backup(platform, "full")
+    audit.append(platform.db, actor="test", action="canary.between")
+    time.sleep(0.01)
+    second = bk.run_backup(platform, "full")
+    first_at = datetime.fromisoformat(first["snapshot_at"])
+    second_at = datetime.fromisoformat(second["snapshot_at"])
+
+    between = bk.restore(platform, first_at + (second_at - first_at) / 2, tmp_path / "between.sqlite3")
+    assert between["backup_id"] == first["backup_id"] and between["semantics"].startswith("nearest backup")
+    actions = _actions(tmp_path / "between.sqlite3")
+    assert "canary.before-first" in actions and "canary.between" not in actions
+    assert between["rpo_seconds"] == pytest.approx(((second_at - first_at) / 2).total_seconds(), abs=1e-3)
+
+    exactly = bk.restore(platform, second_at, tmp_path / "second.sqlite3")
+    assert exactly["backup_id"] == second["backup_id"] and "canary.between" in _actions(tmp_path / "second.sqlite3")
+
+    with pytest.raises(bk.BackupError, match="no SQLite backup was taken at or before"):
+        bk.restore(platform, first_at - timedelta(microseconds=1), tmp_path / "none.sqlite3")
+    with pytest.raises(bk.InvalidInputError, match="timezone-aware"):
+        bk.restore(platform, datetime.now(), tmp_path / "naive.sqlite3")  # noqa: DTZ005
+    with pytest.raises(bk.BackupError, match="already exists"):
+        bk.restore(platform, second_at, tmp_path / "second.sqlite3")
+
+
+def test_restore_then_ledger_replay_keeps_erased_subjects_erased(sqlite_platform: Platform, tmp_path: Path) -> None:
+    platform = sqlite_platform
+    victim, bystander = plant(platform, "victim"), plant(platform, "bystander")
+    backup = bk.run_backup(platform, "full")
+    erase_subject(platform, victim.user_id, actor="test")
+    with platform.db.session() as session:
+        ledger = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
+    assert len(ledger) == 1
+
+    # The backup predates the erasure: restored as is, it would bring the victim back.
+    scratch = bk.restore(platform, utcnow(), tmp_path / "scratch.sqlite3")
+    assert scratch["backup_id"] == backup["backup_id"]
+    assert scratch["ledger"]["ledger_rows_added"] == 1 and scratch["ledger"]["subjects_erased_again"] == 1
+    restored = Database(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
+    with restored.session() as session:
+        assert session.get(User, victim.user_id) is None
+        assert session.get(User, bystander.user_id) is not None
+        assert set(session.scalars(sa.select(ErasureLedger.subject_hash))) == ledger
+    restored.dispose()
+    # Re-erasing in the scratch copy left the live stores alone.
+    assert platform.cache.get(f"session:{bystander.canary}") == bystander.canary.encode()
+
+    live = bk.restore(platform, utcnow(), "live")
+    assert live["target"] == "live" and live["ledger"]["subjects_erased_again"] == 1
+    assert all(check["passed"] for check in live["checks"])
+    with platform.db.session() as session:
+        assert session.get(User, victim.user_id) is None
+        assert session.get(User, bystander.user_id) is not None
+        assert set(session.scalars(sa.select(ErasureLedger.subject_hash))) == ledger
+        restored_entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "backup.restored"))
+        assert restored_entry.details["ledger"]["subjects_erased_again"] == 1
+        # The catalog carried over: the backup is still listed although the copy predates its success.
+        assert session.get(Backup, bk.parse_uuid(backup["backup_id"])).status.value in {"succeeded", "verified"}
+    assert bk.erased_subjects_present(platform.db, KeyStore(platform.settings.keys_dir)) == 0
+
+
+def test_a_restore_over_a_live_database_in_use_is_refused(embedded: Platform) -> None:
+    bk.run_backup(embedded, "full")
+    holder = sqlite3.connect(bk.sqlite_database_path(embedded.db), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(bk.BackupError, match="in use"):
+            bk.restore(embedded, utcnow(), "live")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert bk.restore(embedded, utcnow(), "live")["target"] == "live"
+
+
+def test_without_a_readable_ledger_a_restore_needs_an_exported_one(embedded: Platform, tmp_path: Path) -> None:
+    victim = plant(embedded, "lost")
+    bk.run_backup(embedded, "full")
+    erase_subject(embedded, victim.user_id, actor="test")
+    exported = bk.export_ledger(embedded)
+    embedded.db.dispose()
+    live = bk.sqlite_database_path(embedded.db)
+    live.write_bytes(b"not a database any more")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{live}{suffix}").unlink(missing_ok=True)
+    with pytest.raises(bk.BackupError, match="erasure ledger"):
+        bk.restore(embedded, utcnow(), tmp_path / "scratch.sqlite3")
+    result = bk.restore(embedded, utcnow(), "live", ledger=exported)
+    assert result["ledger"]["subjects_erased_again"] == 1
+    with embedded.db.session() as session:
+        assert session.get(User, victim.user_id) is None
+
+
+def test_the_object_store_is_the_catalog_of_record(embedded: Platform) -> None:
+    result = bk.run_backup(embedded, "full")
+    with embedded.db.session() as session:
+        session.execute(sa.delete(Backup))
+    listed = bk.list_backups(embedded)
+    assert [row["id"] for row in listed] == [result["backup_id"]]
+    assert listed[0]["manifest"] == {"catalog": "object store only"}
+    assert bk.verify_backup(embedded, result["backup_id"])["passed"]
