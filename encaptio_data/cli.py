@@ -127,7 +127,7 @@ def demo(
 
         def announce(stage: str) -> None:
             if not as_json:
-                console.print(f"materializing {stage}", highlight=False)
+                console.print(f"materializing {stage}", highlight=False, markup=False)
 
         from encaptio_data.analytics.aggregate import event_days
 
