@@ -23,6 +23,7 @@ from encaptio_data.assets.metadata import OWNERS, markdown_table
 from encaptio_data.db.models import DailyEngagementRun
 from encaptio_data.platform import Platform
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource
+from encaptio_data.quality.suites import DAILY_ENGAGEMENT, daily_engagement_frame, ephemeral_context, validate
 from encaptio_data.stores.objects import put_if_changed
 
 ANALYTICS_GROUP = "analytics"
@@ -71,8 +72,9 @@ interaction_events = dg.AssetSpec(
     partitions_def=daily_partitions,
     check_specs=[
         dg.AssetCheckSpec(AGGREGATES_RECONCILE, asset="daily_engagement", blocking=True,
-                          description="Aggregates are non-negative and read = aggregated + quarantined + excluded, "
-                                      "agreeing with the raw table and the quarantine."),
+                          description="The Great Expectations suite `daily_engagement` (counts non-negative, every "
+                                      "kind of event within the day's events) passes, and read = aggregated + "
+                                      "quarantined + excluded, agreeing with the raw table and the quarantine."),
         dg.AssetCheckSpec(LIVE_VIEWS_RECONCILE, asset="daily_engagement",
                           description="The cache's live view counters agree with the aggregated views "
                                       "(plus views withheld for consent or quarantined) within 2 %."),
@@ -94,6 +96,7 @@ def daily_engagement(context: dg.AssetExecutionContext, database: DatabaseResour
     for reason, count in report.quarantine_reasons.items():
         context.log.warning(f"{day}: {count} event(s) quarantined: {reason}")
     reconciliation = reconcile_day(platform.db, day)
+    suite = validate(ephemeral_context(), DAILY_ENGAGEMENT, daily_engagement_frame(platform.db, day))
     live = reconcile_live_views(cache.get(), platform.db, day)
     chart_days = views_by_day(platform.db, day, 28)
     yield dg.MaterializeResult(metadata={
@@ -114,10 +117,13 @@ def daily_engagement(context: dg.AssetExecutionContext, database: DatabaseResour
         "views_per_day": dg.MetadataValue.md(bar_chart_markdown(
             [d for d, _ in chart_days], [v for _, v in chart_days], title=f"Views per day, 28 days to {day}")),
     })
-    yield dg.AssetCheckResult(check_name=AGGREGATES_RECONCILE, passed=bool(reconciliation["passed"]),
+    gx_metadata = {f"gx_{name}": value for name, value in suite.statistics.items()}
+    if suite.examples:
+        gx_metadata["gx_failing_examples"] = dg.MetadataValue.md(markdown_table(suite.examples))
+    yield dg.AssetCheckResult(check_name=AGGREGATES_RECONCILE, passed=bool(reconciliation["passed"]) and suite.passed,
                               severity=dg.AssetCheckSeverity.ERROR,
-                              metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v
-                                        for k, v in reconciliation.items() if v is not None})
+                              metadata={**{k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+                                           for k, v in reconciliation.items() if v is not None}, **gx_metadata})
     yield dg.AssetCheckResult(check_name=LIVE_VIEWS_RECONCILE, passed=bool(live["passed"]),
                               severity=dg.AssetCheckSeverity.WARN,
                               metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v

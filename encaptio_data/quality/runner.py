@@ -16,9 +16,12 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import sqlalchemy as sa
+
 from encaptio_data.errors import EncaptioError
 from encaptio_data.integrity import CheckOutcome
 from encaptio_data.platform import Platform
+from encaptio_data.quality import suites
 from encaptio_data.quality.catalog import CHECKS, CheckRun, raise_alert
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ def run_all(platform: Platform, *, alert: bool = False) -> dict[str, Any]:
                       check.name, check.asset, outcome.statistics, sent.seq, sent.webhook)
             entry["alert"] = {"audit_seq": sent.seq, "webhook": sent.webhook}
         checks.append(entry)
+    checks += _analytics_checks(run)
     failed = [c for c in checks if not c["passed"]]
     return {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -67,6 +71,34 @@ def run_all(platform: Platform, *, alert: bool = False) -> dict[str, Any]:
         "cpu_seconds": round(time.process_time() - cpu_started, 3),
         "checks": checks,
     }
+
+
+def _analytics_checks(run: CheckRun) -> list[dict[str, Any]]:
+    """The aggregate checks the daily_engagement asset runs per day, here over every aggregated day.
+
+    They live in that asset (a day-partitioned check cannot sit in the capsule-scoped catalog),
+    so the runner calls the same functions to report them with the rest.
+    """
+    from encaptio_data.analytics.aggregate import reconcile_day
+    from encaptio_data.db.models import DailyEngagementRun
+
+    started = time.monotonic()
+    suite = suites.validate(run.gx, suites.DAILY_ENGAGEMENT, suites.daily_engagement_frame(run.stores.db))
+    with run.stores.db.session() as session:
+        days = sorted(session.scalars(sa.select(DailyEngagementRun.day)))
+    reconciliations = {day.isoformat(): reconcile_day(run.stores.db, day) for day in days}
+    broken = [{"day": day, **{k: v for k, v in result.items() if k != "passed"}}
+              for day, result in reconciliations.items() if not result["passed"]]
+    common = {"asset": "daily_engagement", "severity": "ERROR", "blocking": True,
+              "seconds": round(time.monotonic() - started, 3), "cpu_seconds": None}
+    return [
+        {"name": "daily_engagement_suite", "description": "GX: aggregate counts non-negative, every kind of event "
+         "within the day's events.", **suite.as_dict(), **common},
+        {"name": "aggregates_reconcile_with_raw_events", "description": "read = aggregated + quarantined + "
+         "excluded for every aggregated day, agreeing with the raw table and the quarantine.",
+         "passed": not broken, "statistics": {"days": len(days), "days_failing": len(broken)},
+         "examples": broken[:5], **common},
+    ]
 
 
 _PAGE = Template("""<!doctype html>

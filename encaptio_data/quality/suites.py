@@ -19,7 +19,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -132,7 +132,21 @@ EMBEDDINGS = Suite(
     ],
 )
 
-SUITES = (USERS, CAPSULES, CONTENT, INTERACTION_EVENTS, CHUNKS, EMBEDDINGS)
+ENGAGEMENT_COUNTS = ("events", "views", "unique_sessions", "searches", "chat_turns", "dwell_events", "completions",
+                     "total_dwell_seconds")
+
+DAILY_ENGAGEMENT = Suite(
+    "daily_engagement",
+    lambda: [
+        gxe.ExpectColumnValuesToNotBeNull(column="capsule_id"),
+        *(gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0) for column in ENGAGEMENT_COUNTS),
+        # Every view, search, chat turn, dwell and completion is an event of the day.
+        *(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="events", column_B=column, or_equal=True)
+          for column in ("views", "searches", "chat_turns", "dwell_events", "completions")),
+    ],
+)
+
+SUITES = (USERS, CAPSULES, CONTENT, INTERACTION_EVENTS, CHUNKS, EMBEDDINGS, DAILY_ENGAGEMENT)
 
 
 def ephemeral_context() -> AbstractDataContext:
@@ -285,3 +299,14 @@ def embeddings_frame(scan: VectorScan) -> pd.DataFrame:
     """One row per LanceDB vector: its dimension, L2 norm and NaN count, computed by the scan."""
     return pd.DataFrame({"id": scan.ids, "content_id": scan.content_ids, "dimension": scan.dimensions,
                          "norm": scan.norms, "nan_count": scan.nan_counts})
+
+
+def daily_engagement_frame(db: Database, day: date | None = None) -> pd.DataFrame:
+    """One day's aggregates (every day's when `day` is None); `id` names a row (day/capsule) for examples."""
+    from encaptio_data.db.models import DailyEngagement
+
+    query = sa.select(DailyEngagement.day, DailyEngagement.capsule_id,
+                      *(getattr(DailyEngagement, c) for c in ENGAGEMENT_COUNTS))
+    frame = _frame(db, query.where(DailyEngagement.day == day) if day else query)
+    frame.insert(0, "id", [f"{d}/{capsule}" for d, capsule in zip(frame["day"], frame["capsule_id"], strict=True)])
+    return frame.drop(columns=["day"])
