@@ -45,6 +45,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -1022,8 +1023,10 @@ def _restore_postgres(platform: Platform, at: datetime, target: Path | None, car
     engine = platform.db.engine
     now = pgb.server_now(engine)
     backups = stanza.backups(repo=1)
-    # pgBackRest restores the newest backup whose stop time (whole seconds) is before the target.
-    if not [b for b in backups if b["timestamp"]["stop"] < at.timestamp()]:
+    # pgBackRest restores the newest backup whose stop time (whole seconds) is before the target,
+    # and compares it with the target truncated to whole seconds too: checked here, before the
+    # live cluster is stopped, so an impossible target leaves the database running.
+    if not [b for b in backups if b["timestamp"]["stop"] < math.floor(at.timestamp())]:
         raise BackupError(f"no PostgreSQL backup in stanza {stanza.stanza} finished before {at.isoformat()}")
     latest = at >= now
     if not latest:

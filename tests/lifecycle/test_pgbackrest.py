@@ -145,6 +145,7 @@ def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platfor
                                                                       pg_stanza: Stanza) -> None:
     victim, bystander = plant(pg_platform, "victim"), plant(pg_platform, "bystander")
     bk.run_backup(pg_platform, "incremental")
+    time.sleep(1.1)  # pgBackRest compares stop and target times in whole seconds
     audit.append(pg_platform.db, actor="test", action="canary.before-erasure")
     target = pgb.server_now(pg_platform.db.engine)
     time.sleep(0.05)
@@ -163,6 +164,9 @@ def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platfor
     assert "canary.before-erasure" in actions and "backup.restored" in actions
     assert actions.index("canary.before-erasure") < actions.index("backup.restored")
     assert pg_stanza.cluster.is_running()
+    with pytest.raises(bk.BackupError, match="no PostgreSQL backup"):
+        bk.restore(pg_platform, target - timedelta(days=365), "live")
+    assert pg_stanza.cluster.is_running(), "an impossible target must be refused before the cluster stops"
     # Archiving goes on from the restored cluster's new timeline: the next backup works.
     assert bk.run_backup(pg_platform, "incremental")["status"] == "succeeded"
 
