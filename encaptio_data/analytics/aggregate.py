@@ -2,8 +2,8 @@
 
 Reading is columnar: the database extracts the few payload fields analytics uses with its
 own JSON functions (a malformed payload becomes a typed NULL, not a Python exception) and
-renders each hour of events as CSV that Arrow parses; every step after that is an Arrow or
-pandas vector operation. The same functions accept an Arrow table in the same schema
+each hour of events reaches Arrow without a Python object per row (ADBC on SQLite, COPY as CSV
+on PostgreSQL); every step after that is an Arrow or pandas vector operation. The same functions accept an Arrow table in the same schema
 (``EVENT_SCHEMA``), which is how events arriving outside the database, and the benchmark's
 Parquet path, are aggregated.
 
@@ -19,6 +19,7 @@ events, the day is final and a re-run leaves it untouched (it would otherwise wr
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import sqlalchemy as sa
+from adbc_driver_sqlite import dbapi as adbc_sqlite
 
 from encaptio_data.analytics.anonymize import country_of_locale, pseudonym_key, pseudonymize
 from encaptio_data.db.enums import ConsentPurpose, EventType
@@ -46,9 +49,11 @@ from encaptio_data.db.models import (
     InteractionEvent,
     User,
 )
-from encaptio_data.db.session import Database
+from encaptio_data.db.session import SQLITE_BUSY_TIMEOUT_MS, Database
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.consent import excluded_users
+
+log = logging.getLogger(__name__)
 
 # The columns analytics reads from an event; JSON kinds use PostgreSQL's vocabulary
 # (object, array, string, number, boolean, null) on both engines, plus "invalid".
@@ -80,21 +85,15 @@ _EVENT_TYPES = pa.array([e.value for e in EventType])
 
 # -- reading ------------------------------------------------------------------------------
 #
-# The database renders each window of events as CSV text (SQLite: one group_concat per window;
-# PostgreSQL: COPY ... TO STDOUT) and Arrow's CSV reader parses it in C++. Fetching rows through
-# the driver would create ten Python objects per event, which at 10M events costs more than
-# everything else put together. Free text is quoted with ' (doubled inside, as SQLite's quote()
-# and PostgreSQL's CSV QUOTE option both write it) and its line breaks become spaces (same
-# length, so character offsets stay valid). NULL is an unquoted empty field, the empty string a
-# quoted one. Ids, event types and timestamps go unquoted on SQLite (quoting them costs a
-# third more): the ORM only writes uuids, the enum and its own time format there, and a row
-# written around it that breaks the CSV (or a time that does not parse) makes that one window
-# fall back to a row-by-row read, where such a time becomes NULL and its event is quarantined.
-
-
-def _sqlite_text(expression: str) -> str:
-    return (f"CASE WHEN {expression} IS NULL THEN '' "
-            f"ELSE replace(replace(quote({expression}), char(10), ' '), char(13), ' ') END")
+# Fetching events through a Python driver would create ten Python objects per event, which at
+# 10M events costs more than everything else put together, so neither engine does. SQLite is
+# read through Arrow's ADBC driver, which builds Arrow arrays in C straight from the result (and
+# carries a SQLite with JSON parse caching, so the guarded extractions below parse a payload
+# about once); PostgreSQL renders each window as CSV (COPY ... TO STDOUT) for Arrow's CSV
+# reader. Either way the database extracts the few payload fields with its own JSON functions,
+# so a malformed payload becomes a typed NULL, not a Python exception. Free text has its line
+# breaks turned into spaces (same length, so PII offsets into it stay valid). A stored time
+# that is not one becomes NULL, and its event is quarantined.
 
 
 def _sqlite_kind(expression: str) -> str:
@@ -102,37 +101,36 @@ def _sqlite_kind(expression: str) -> str:
             f"WHEN 'true' THEN 'boolean' WHEN 'false' THEN 'boolean' ELSE {expression} END")
 
 
-def _sqlite_field(event_type: str, path: str, json_kind: str, value: str) -> str:
-    # SQLite's json functions raise on invalid JSON (a NaN written by a careless client is
-    # enough), so every extraction is guarded by json_valid; CASE evaluates lazily.
-    return (f"coalesce(CASE WHEN event_type = '{event_type}' AND json_valid(payload) "
-            f"AND json_type(payload, '{path}') IN ({json_kind}) THEN {value} END, '')")
-
-
-_SQLITE_LINE = " || ',' || ".join([
-    "id", "capsule_id", "coalesce(user_id, '')", _sqlite_text("session_id"), "event_type",
-    "coalesce(occurred_at, '')",
-    f"CASE WHEN json_valid(payload) THEN {_sqlite_kind('json_type(payload)')} ELSE 'invalid' END",
-    _sqlite_field("dwell", "$.seconds", "'integer', 'real'", "json_extract(payload, '$.seconds')"),
-    _sqlite_field("search", "$.query", "'text'", _sqlite_text("json_extract(payload, '$.query')")),
-    _sqlite_field("chat_turn", "$.question", "'text'", _sqlite_text("json_extract(payload, '$.question')")),
-])
-_SQLITE_WINDOW = (f"SELECT group_concat({_SQLITE_LINE}, char(10)) FROM interaction_events "
-                  "WHERE occurred_at >= ? AND occurred_at < ?")
-# The same fields as rows, for the rare window whose CSV does not parse.
-_SQLITE_ROWS = f"""
-SELECT id, capsule_id, user_id, session_id, event_type,
-  -- strftime gives NULL for text that is not a time; characters 21-26 are the stored microseconds.
-  strftime('%s', occurred_at) * 1000000 + CAST(substr(occurred_at, 21, 6) AS INTEGER),
+# SQLite's json functions raise on invalid JSON (a NaN written by a careless client is enough),
+# so every extraction is guarded by json_valid; CASE evaluates lazily.
+_SQLITE_PAYLOAD_FIELDS = f"""
   CASE WHEN json_valid(payload) THEN {_sqlite_kind('json_type(payload)')} ELSE 'invalid' END,
   CASE WHEN event_type = 'dwell' AND json_valid(payload) AND json_type(payload, '$.seconds') IN ('integer', 'real')
-       THEN json_extract(payload, '$.seconds') END,
+       THEN CAST(json_extract(payload, '$.seconds') AS REAL) END,
   CASE WHEN event_type = 'search' AND json_valid(payload) AND json_type(payload, '$.query') = 'text'
-       THEN replace(replace(json_extract(payload, '$.query'), char(10), ' '), char(13), ' ') END,
+       THEN json_extract(payload, '$.query') END,
   CASE WHEN event_type = 'chat_turn' AND json_valid(payload) AND json_type(payload, '$.question') = 'text'
-       THEN replace(replace(json_extract(payload, '$.question'), char(10), ' '), char(13), ' ') END
+       THEN json_extract(payload, '$.question') END
 FROM interaction_events WHERE occurred_at >= ? AND occurred_at < ?
 """
+# Every column is cast to the type it is read as: SQLite columns hold whatever was written, and
+# a row written around the ORM must not change a column's type for its whole window.
+_SQLITE_ARROW = ("SELECT CAST(id AS TEXT), CAST(capsule_id AS TEXT), CAST(user_id AS TEXT), "
+                 "CAST(session_id AS TEXT), CAST(event_type AS TEXT), CAST(occurred_at AS TEXT),"
+                 + _SQLITE_PAYLOAD_FIELDS)
+# The same fields through Python's sqlite3, for a window the ADBC read cannot take (stored
+# bytes that are not UTF-8, say).
+_SQLITE_ROWS = ("SELECT id, capsule_id, user_id, session_id, event_type, "
+                # strftime gives NULL for text that is not a time, and rounds fractional seconds, so
+                # it gets the whole seconds only; characters 21-26 are the microseconds.
+                "strftime('%s', substr(occurred_at, 1, 19)) * 1000000 + CAST(substr(occurred_at, 21, 6) AS INTEGER),"
+                + _SQLITE_PAYLOAD_FIELDS)
+# ADBC's SQLite driver infers each column's type from the first batch: one batch per window lets
+# it see every value (an hour holds about 420k events at 10M a day).
+_ADBC_BATCH_ROWS = 1 << 22
+# The format SQLAlchemy stores times in on SQLite ('YYYY-MM-DD HH:MM:SS.ffffff', UTC).
+_SQLITE_TIME = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$"
+_FREE_TEXT = ("session_id", "query", "question")
 
 
 def _postgres_text(expression: str) -> str:
@@ -153,37 +151,55 @@ COPY (SELECT replace(id::text, '-', ''), replace(capsule_id::text, '-', ''), rep
 FROM interaction_events WHERE occurred_at >= %s AND occurred_at < %s) TO STDOUT (FORMAT csv, QUOTE '''')
 """
 
+# NULL is an unquoted empty field, the empty string a quoted one.
 _CSV_READ = pa_csv.ReadOptions(column_names=EVENT_SCHEMA.names, block_size=16 << 20)
 _CSV_PARSE = pa_csv.ParseOptions(quote_char="'", double_quote=True)
 _CSV_CONVERT = pa_csv.ConvertOptions(
-    # Both engines send 'YYYY-MM-DD HH:MM:SS.ffffff' in UTC; the row fallback sends epoch microseconds.
     column_types={f.name: pa.timestamp("us") if f.name == "occurred_at" else f.type for f in EVENT_SCHEMA},
     null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False)
-# Windows of an hour keep each rendered chunk to tens of megabytes at 10M events a day, and
+# Windows of an hour keep each window's result to tens of megabytes at 10M events a day, and
 # give the two readers something to share.
 _WINDOW = timedelta(hours=1)
 _READERS = 2
 
 
 def _sqlite_bounds(start: datetime, end: datetime) -> list[str]:
-    # Compared as text, in the exact format SQLAlchemy stores ('YYYY-MM-DD HH:MM:SS.ffffff', UTC).
+    # Compared as text, in the exact format SQLAlchemy stores.
     return [t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") for t in (start, end)]
 
 
-def _render_window(db: Database, start: datetime, end: datetime) -> bytes:
-    with db.engine.connect() as conn:
-        raw = conn.connection.driver_connection
-        if db.dialect == "sqlite":
-            (text,) = raw.execute(_SQLITE_WINDOW, _sqlite_bounds(start, end)).fetchone()
-            # The closing newline matters: Arrow reads an empty last field at end of input as ""
-            # rather than NULL.
-            return text.encode() + b"\n" if text else b""
-        buffer = bytearray()
-        with raw.cursor() as cursor, cursor.copy(_POSTGRES_WINDOW, (start, end)) as copy:
-            for block in copy:
-                buffer += block
-        raw.rollback()  # COPY opened a transaction; nothing was written
-        return bytes(buffer)
+def _without_line_breaks(text: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    return pc.replace_substring_regex(text, "[\r\n]", " ")
+
+
+def _sqlite_times(text: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Stored time text → UTC timestamps; anything not in the stored format → NULL."""
+    well_formed = _false_if_null(pc.match_substring_regex(text, _SQLITE_TIME))
+    text = pc.if_else(well_formed, text, pa.scalar(None, pa.string()))
+    seconds = pc.strptime(pc.utf8_slice_codeunits(text, 0, 19), format="%Y-%m-%d %H:%M:%S", unit="us",
+                          error_is_null=True)
+    micros = pc.cast(pc.utf8_slice_codeunits(text, 20, 26), pa.int64()).cast(pa.duration("us"))
+    return pc.add(seconds, micros).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _sqlite_arrow_window(db: Database, start: datetime, end: datetime) -> pa.Table:
+    path = quote(str(sa.make_url(db.url).database))
+    with adbc_sqlite.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cursor:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_ADBC_BATCH_ROWS)})
+        cursor.execute(_SQLITE_ARROW, _sqlite_bounds(start, end))
+        raw = cursor.fetch_arrow_table()
+    # SQLite casts stored bytes to TEXT unchecked: invalid UTF-8 must fail here (and send the
+    # window to the row read), not somewhere downstream.
+    raw.validate(full=True)
+    columns = []
+    for column, field in zip(raw.columns, EVENT_SCHEMA, strict=True):
+        if field.name == "occurred_at":
+            column = _sqlite_times(column.cast(pa.string()))
+        else:
+            column = column.cast(field.type)  # a window where a column is all NULL reads it as int64
+        columns.append(_without_line_breaks(column) if field.name in _FREE_TEXT else column)
+    return pa.Table.from_arrays(columns, schema=EVENT_SCHEMA)
 
 
 def _rows_window(db: Database, start: datetime, end: datetime) -> pa.Table:
@@ -193,7 +209,8 @@ def _rows_window(db: Database, start: datetime, end: datetime) -> pa.Table:
 
     def array(values: tuple[Any, ...], field: pa.Field) -> pa.Array:
         if field.type == pa.string():  # whatever was stored there, as text
-            return pa.array([None if v is None else str(v) for v in values], pa.string())
+            text = pa.array([None if v is None else str(v) for v in values], pa.string())
+            return _without_line_breaks(text) if field.name in _FREE_TEXT else text
         return pa.array(values, pa.float64() if field.name == "seconds" else pa.int64())
 
     arrays = [array(values, field) for values, field in zip(columns, EVENT_SCHEMA, strict=True)]
@@ -205,20 +222,29 @@ def _with_timestamps(table: pa.Table) -> pa.Table:
                             table["occurred_at"].cast(pa.timestamp("us", tz="UTC")))
 
 
-def _parse(data: bytes) -> pa.Table:
-    if not data:
+def _postgres_window(db: Database, start: datetime, end: datetime) -> pa.Table:
+    buffer = bytearray()
+    with db.engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(_POSTGRES_WINDOW, (start, end)) as copy:
+            for block in copy:
+                buffer += block
+        raw.rollback()  # COPY opened a transaction; nothing was written
+    if not buffer:
         return EVENT_SCHEMA.empty_table()
-    return _with_timestamps(pa_csv.read_csv(pa.py_buffer(data), read_options=_CSV_READ, parse_options=_CSV_PARSE,
-                                            convert_options=_CSV_CONVERT))
+    # PostgreSQL quotes every field itself: a parse failure is a real bug, and is raised.
+    return _with_timestamps(pa_csv.read_csv(pa.py_buffer(bytes(buffer)), read_options=_CSV_READ,
+                                            parse_options=_CSV_PARSE, convert_options=_CSV_CONVERT))
 
 
 def _read_window(db: Database, start: datetime, end: datetime) -> pa.Table:
-    data = _render_window(db, start, end)
+    if db.dialect != "sqlite":
+        return _postgres_window(db, start, end)
     try:
-        return _parse(data)
-    except pa.ArrowInvalid:
-        if db.dialect != "sqlite":  # PostgreSQL quotes every field itself: a failure is a real bug
-            raise
+        return _sqlite_arrow_window(db, start, end)
+    except (pa.ArrowInvalid, adbc_sqlite.Error) as exc:
+        log.warning("analytics: reading the events of %s to %s row by row: %s", start, end,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return _rows_window(db, start, end)
 
 

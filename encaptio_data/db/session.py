@@ -14,6 +14,10 @@ from encaptio_data.errors import StoreUnavailableError
 from encaptio_data.settings import redact_url
 
 
+# Writers queue behind each other for this long before SQLite reports "database is locked".
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # SQLite ignores foreign keys unless told per connection; WAL lets the Dagster UI read
     # while a run writes; the busy timeout turns brief lock contention into waiting, not errors.
@@ -24,7 +28,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.close()
 
 

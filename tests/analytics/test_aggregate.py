@@ -200,13 +200,33 @@ def test_rows_written_around_the_orm_cannot_break_the_read(embedded_platform: Pl
     assert report.events_read == 3 and report.events_aggregated == 2
     assert report.quarantine_reasons == {"stale_timestamp": 1}
 
-    # The hour with the odd id fell back to reading rows; on clean hours both reads agree.
-    odd, clean = (at(DAY, 10), at(DAY, 11)), (at(DAY, 9), at(DAY, 10))
+    # Both reads agree on every hour, the odd one included: the odd id is kept as text, and the
+    # time that is not one is NULL in each.
+    for hour in (9, 10, 23):  # the time that is not one sorts into the day's last hour
+        window = (at(DAY, hour), at(DAY, hour) + timedelta(hours=1))
+        assert aggregate._sqlite_arrow_window(embedded_platform.db, *window).equals(
+            aggregate._rows_window(embedded_platform.db, *window))
+    odd = aggregate._read_window(embedded_platform.db, at(DAY, 10), at(DAY, 11))
+    assert odd.column("event_id").to_pylist() == ["it's,\nodd"]
+    late = aggregate._read_window(embedded_platform.db, at(DAY, 23), at(DAY, 23) + timedelta(hours=1))
+    assert late.num_rows == 1 and late.column("occurred_at").to_pylist() == [None]
+
+
+def test_bytes_that_are_not_text_fall_back_to_the_row_read(embedded_platform: Platform) -> None:
+    world = build_world(embedded_platform)
+    world.event(world.capsules[0], None, "s1", "view", at(DAY, 9))
+    interaction = world.sessions["s1"].hex
+    with embedded_platform.db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO interaction_events (id, interaction_id, capsule_id, user_id, session_id, event_type, payload,"
+            " occurred_at) VALUES (?, ?, ?, NULL, ?, 'view', '{}', ?)",
+            (uuid.uuid4().hex, interaction, world.capsules[0].hex, b"\xff\xfe", "2026-10-07 09:30:00.000000"))
     with pytest.raises(pa.ArrowInvalid):
-        aggregate._parse(aggregate._render_window(embedded_platform.db, *odd))
-    assert aggregate._read_window(embedded_platform.db, *odd).column("event_id").to_pylist() == ["it's,\nodd"]
-    assert aggregate._parse(aggregate._render_window(embedded_platform.db, *clean)).equals(
-        aggregate._rows_window(embedded_platform.db, *clean))
+        aggregate._sqlite_arrow_window(embedded_platform.db, at(DAY, 9), at(DAY, 10))
+    table = aggregate._read_window(embedded_platform.db, at(DAY, 9), at(DAY, 10))
+    assert table.num_rows == 2 and table.column("occurred_at").null_count == 0
+    report = materialize_day(embedded_platform, DAY, now=NOW)
+    assert report.events_read == 2
 
 
 def test_top_queries_need_k_distinct_subjects(tmp_path: Path) -> None:
