@@ -185,6 +185,7 @@ def purge_vectors(platform: Platform, content_ids: list[uuid.UUID]) -> int:
         # version on every query (read_consistency_interval=0), and the erasure must not wait.
         warnings.simplefilter("ignore", UserWarning)
         table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+    platform.vectors.purge_history()
     return deleted
 
 

@@ -18,8 +18,11 @@ from datetime import timedelta
 from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+import boto3
 import lancedb
 import lancedb.table
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 
 from encaptio_data.errors import InvalidKeyError, NotFoundError, SettingsError, StoreUnavailableError
 from encaptio_data.settings import Settings
@@ -28,8 +31,9 @@ from encaptio_data.settings import Settings
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
 # What LanceDB raises when it cannot reach its storage: ValueError ("Invalid input, ...
-# IO { ... }") from the S3 client, OSError from the local filesystem.
-_LANCE_FAILURES = (ValueError, OSError)
+# IO { ... }") from the S3 client, OSError from the local filesystem, and RuntimeError
+# ("lance error: LanceError(IO) ...") when S3 goes away after the connection opened.
+_LANCE_FAILURES = (ValueError, OSError, RuntimeError)
 
 
 @runtime_checkable
@@ -58,6 +62,14 @@ class VectorStore(Protocol):
 
     def check(self) -> None:
         """Raise StoreUnavailableError unless the database can be listed."""
+        ...
+
+    def purge_history(self) -> int:
+        """Remove what the storage itself keeps of files LanceDB has deleted; returns how many.
+
+        LanceDB's cleanup deletes old data files, but in a versioned S3 bucket a delete only
+        adds a marker and the bytes (erased text included) stay as noncurrent versions.
+        """
         ...
 
 
@@ -167,6 +179,9 @@ class _LanceVectorStore:
     def check(self) -> None:
         self.table_names()
 
+    def purge_history(self) -> int:
+        return 0  # a local directory keeps nothing of a deleted file
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.uri!r})"
 
@@ -211,3 +226,36 @@ class S3VectorStore(_LanceVectorStore):
             if os.environ.get(variable):
                 options[option] = os.environ[variable]
         self.storage_options = options
+
+    def purge_history(self) -> int:
+        parts = urlsplit(self.uri)
+        bucket, prefix = parts.netloc, parts.path.strip("/")
+        client = boto3.client("s3", endpoint_url=self.storage_options.get("aws_endpoint"),
+                              region_name=self.storage_options.get("aws_region"),
+                              config=Config(s3={"addressing_style": "path"}))
+
+        def delete(versions: list[dict[str, str]]) -> int:
+            for start in range(0, len(versions), 1000):
+                answer = client.delete_objects(Bucket=bucket,
+                                               Delete={"Objects": versions[start:start + 1000], "Quiet": True})
+                if answer.get("Errors"):
+                    first = answer["Errors"][0]
+                    raise StoreUnavailableError(f"vector store {self.uri}: cannot delete {first['Key']} version "
+                                                f"{first.get('VersionId')}: {first.get('Message')}")
+            return len(versions)
+
+        purged, markers = 0, []
+        try:
+            pages = client.get_paginator("list_object_versions").paginate(
+                Bucket=bucket, Prefix=f"{prefix}/" if prefix else "")
+            for page in pages:
+                # LanceDB never reads a noncurrent version: every file it writes is new, or a
+                # pointer it overwrites on purpose.
+                purged += delete([{"Key": v["Key"], "VersionId": v["VersionId"]}
+                                  for v in page.get("Versions", []) if not v["IsLatest"]])
+                markers += [{"Key": m["Key"], "VersionId": m["VersionId"]} for m in page.get("DeleteMarkers", [])]
+            # Markers last: removing one before the versions under it would bring a file back.
+            purged += delete(markers)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._unavailable(exc) from exc
+        return purged

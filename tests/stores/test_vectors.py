@@ -237,3 +237,35 @@ def test_drop_table_unlists_it_from_an_unversioned_bucket(s3_endpoint: str) -> N
     _create(store, "drop-me")
     store.drop_table("drop-me")
     assert store.table_names() == ["keep"]
+
+
+def test_purge_history_leaves_no_byte_of_deleted_rows_in_any_version(store: VectorStore, s3_endpoint: str) -> None:
+    # The erasure path in miniature: delete, compact, clean up, then purge what the storage
+    # itself kept. In a versioned bucket LanceDB's cleanup leaves noncurrent versions behind.
+    from datetime import timedelta
+
+    canary = f"canary-{uuid4().hex}"
+    table = _create(store, "erasable", ("a", canary, [1, 0, 0, 0]), ("b", "keep me", [0, 1, 0, 0]))
+    table.add(_rows(("c", "another version", [0, 0, 1, 0])))
+    table.delete("id = 'a'")
+    table.compact_files(materialize_deletions=True, materialize_deletions_threshold=0.0)
+    table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+
+    def stored_bytes() -> list[bytes]:
+        if isinstance(store, LocalVectorStore):
+            return [p.read_bytes() for p in Path(store.uri).rglob("*") if p.is_file()]
+        bucket = store.uri.removeprefix("s3://").split("/")[0]
+        client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+        versions = client.list_object_versions(Bucket=bucket, Prefix="vectors/").get("Versions", [])
+        return [client.get_object(Bucket=bucket, Key=v["Key"], VersionId=v["VersionId"])["Body"].read()
+                for v in versions]
+
+    if isinstance(store, S3VectorStore):
+        assert any(canary.encode() in data for data in stored_bytes()), "the bucket should still hold it"
+        assert store.purge_history() > 0
+    else:
+        assert store.purge_history() == 0
+    assert not any(canary.encode() in data for data in stored_bytes())
+    assert sorted(store.open_table("erasable").to_arrow().column("text").to_pylist()) == ["another version",
+                                                                                          "keep me"]
+    assert store.purge_history() == 0  # nothing left to purge: idempotent
