@@ -44,11 +44,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench._common import ProgressCallback, default_data_dir, finish_machine_info, machine_info, ratio, say
+from encaptio_data.authz import system_principal
 from encaptio_data.lifecycle import pgbackrest as pgb
 
 PGBENCH_MB_PER_SCALE = 15.0  # pgbench -i: 100,000 accounts rows and their index per scale unit
 REALISTIC_ROWS_PER_MB = 3260  # bench_rows with its two indexes (measured: 3.07M rows, 940 MB)
 ONE_GB_MB = 1024
+BENCH = system_principal("bench")
 
 
 def _timed(call: Any) -> tuple[float, Any]:
@@ -153,16 +155,16 @@ def _postgres(size_mb: int, data_dir: Path, progress: ProgressCallback, dataset:
         dump.unlink()
 
         say(progress, "ours: run_backup(full): pgBackRest to repo1 and repo2, restore point, verify")
-        backup_seconds, backup = _timed(lambda: run_backup(platform, "full"))
+        backup_seconds, backup = _timed(lambda: run_backup(platform, "full", operator=BENCH))
         copies = {f"repo{c['repo']}": _span(c) for c in _manifest_copies(platform, backup["backup_id"])}
         say(progress, "ours: restore to now into a scratch directory")
         scratch = root / "scratch"
         from encaptio_data.db.models import utcnow
 
-        restore_seconds, restored = _timed(lambda: restore(platform, utcnow(), scratch / "data"))
+        restore_seconds, restored = _timed(lambda: restore(platform, utcnow(), scratch / "data", operator=BENCH))
         shutil.rmtree(scratch, ignore_errors=True)
         say(progress, "drill: latest backup and a point in time, restored and checked")
-        drill_seconds, drill = _timed(lambda: run_drill(platform))
+        drill_seconds, drill = _timed(lambda: run_drill(platform, operator=BENCH))
         admin.dispose()
         theirs_restore = min(restores.values())
         result = {
@@ -256,8 +258,9 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback) -> dict[st
         theirs_backup, _ = _timed(sqlite_backup)
         theirs_restore, _ = _timed(lambda: shutil.copyfile(copy, root / "theirs-restored.sqlite3"))
         say(progress, "ours: run_backup and restore into a scratch file")
-        ours_backup, backup = _timed(lambda: run_backup(platform, "full"))
-        ours_restore, restored = _timed(lambda: restore(platform, utcnow(), root / "ours-restored.sqlite3"))
+        ours_backup, backup = _timed(lambda: run_backup(platform, "full", operator=BENCH))
+        ours_restore, restored = _timed(lambda: restore(platform, utcnow(), root / "ours-restored.sqlite3",
+                                                        operator=BENCH))
         return {"database_mb": round(database_bytes / 1024 / 1024, 1), "rows": rows,
                 "theirs": {"backup_api_seconds": theirs_backup, "file_copy_restore_seconds": theirs_restore},
                 "ours": {"backup_seconds": ours_backup, "backup_phases": backup["phases"],

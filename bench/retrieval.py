@@ -162,6 +162,7 @@ def run_retrieval_bench(*, data_dir: Path | None = None, progress: ProgressCallb
     from encaptio_data.corpus import CorpusSpec, generate
     from encaptio_data.db.models import Content
     from encaptio_data.platform import Platform
+    from encaptio_data.authz import system_principal
     from encaptio_data.search.service import SearchMode, SearchRequest, SearchService
     from encaptio_data.settings import get_settings
 
@@ -191,7 +192,8 @@ def run_retrieval_bench(*, data_dir: Path | None = None, progress: ProgressCallb
                             "capsule_id": str(labelled.capsule_id) if labelled.capsule_id else None,
                             "scope": "capsule" if labelled.capsule_id else "organization", "relevant": relevant})
 
-        service = SearchService(platform.vectors, None, embedder=embedder)
+        service = SearchService(platform.vectors, None, embedder=embedder, principal=system_principal("bench"),
+                                db=platform.db)
         say(progress, f"retrieval: {len(queries)} labelled queries x 3 modes")
         candidates: dict[str, dict[int, list[dict[str, Any]]]] = defaultdict(dict)
         for q in queries:

@@ -372,6 +372,8 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     """
     set_quiet_environment()
     from encaptio_data.content.embedding import load_embedder
+    from encaptio_data.authz import system_principal
+    from encaptio_data.db.session import Database
     from encaptio_data.search.service import DEFAULT_DEPTH, SearchMode, SearchRequest, _query_vector
     from encaptio_data.stores.cache import MemoryCache
 
@@ -389,7 +391,9 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     rows = meta["rows"]
 
     Service = _service_class()
-    params = {"depth": DEFAULT_DEPTH, "nprobes": nprobes, "refine_factor": refine_factor, "ef": ef}
+    params = {"depth": DEFAULT_DEPTH, "nprobes": nprobes, "refine_factor": refine_factor, "ef": ef,
+              # system:bench may search every organization, so this audit database (for refusals) stays untouched.
+              "principal": system_principal("bench"), "db": Database(f"sqlite:///{directory / 'audit.sqlite3'}")}
     api = Service(store, None, embedder=embedder, **params)
     lookup = LookupEmbedder()
     api_vector = Service(store, None, embedder=lookup, **params)

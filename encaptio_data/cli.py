@@ -183,16 +183,19 @@ def search(
     limit: Annotated[int, typer.Option(help="Results per page (1-100).")] = 10,
     offset: Annotated[int, typer.Option(help="Results to skip.")] = 0,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page.")] = None,
+    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search an organization's chunks (semantic, full-text or hybrid)."""
+    """Search an organization's chunks (semantic, full-text or hybrid) as an operator allowed to search it."""
+    from encaptio_data.authz import resolve
     from encaptio_data.search.service import SearchRequest, SearchService
 
     def aware(value: datetime | None) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     with open_platform() as platform:
-        service = SearchService(platform.vectors, platform.cache)
+        service = SearchService(platform.vectors, platform.cache, principal=resolve(platform, _operator(as_, platform)),
+                                db=platform.db)
         page = service.search(SearchRequest(
             organization_id=org, query=query, mode=mode, capsule_ids=tuple(capsule or ()),
             content_types=tuple(content_type or ()), created_from=aware(created_from), created_to=aware(created_to),
@@ -202,6 +205,16 @@ def search(
 
 def _operator(as_: str | None, platform: Platform) -> str | None:
     return as_ or platform.settings.operator
+
+
+def _actor(as_: str | None, platform: Platform) -> str:
+    """The audit actor for commands that record but do not check the operator: their keyed reference
+    (never the email, which would outlive the person's erasure in the trail), or "cli"."""
+    from encaptio_data.authz import actor_ref
+    from encaptio_data.keys import KeyStore
+
+    operator = _operator(as_, platform)
+    return actor_ref(KeyStore(platform.settings.keys_dir), operator) if operator else "cli"
 
 
 def _key_values(pairs: list[str] | None) -> dict[str, str]:
@@ -232,7 +245,7 @@ def dsar_submit(
         platform.db.check()
         submission = Requests(platform).submit(type=type, email=email, organization_id=org, changes=_key_values(set_),
                                                jurisdiction=jurisdiction, source=source,
-                                               actor=_operator(as_, platform) or "cli")
+                                               actor=_actor(as_, platform))
     emit({**submission.request, "merged": submission.merged, "verification_code": submission.verification_code}, as_json)
 
 
@@ -283,8 +296,9 @@ def dsar_process(request_id: Annotated[str | None, typer.Argument(help="One requ
 
     with open_platform() as platform:
         processor = RequestProcessor(platform)
-        actor = _operator(as_, platform) or "cli"
-        results = [processor.process(request_id, actor=actor)] if request_id else processor.process_all(actor=actor)
+        operator = _operator(as_, platform)
+        results = ([processor.process(request_id, operator=operator)] if request_id
+                   else processor.process_all(operator=operator))
     emit(results, as_json)
     failed = [r for r in results if r["status"] != "completed"]
     if failed:
@@ -304,12 +318,13 @@ def dsar_status(request_id: str, as_json: JsonOption = False) -> None:
 
 @dsar_app.command("download")
 def dsar_download(token: str, out: Annotated[Path, typer.Option("--out", help="Directory to write the ZIP to.")],
-                  as_json: JsonOption = False) -> None:
-    """Download an access export with its token (refused once expired or if altered)."""
+                  as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Download an access export with its token (refused once expired or if altered), as the subject
+    or as an operator allowed to export subject data."""
     from encaptio_data.privacy.access import AccessExports
 
     with open_platform() as platform:
-        path = AccessExports(platform).download(token, out)
+        path = AccessExports(platform).download(token, out, operator=_operator(as_, platform))
     emit({"path": str(path), "bytes": path.stat().st_size}, as_json)
 
 
@@ -326,16 +341,13 @@ def audit_verify(as_json: JsonOption = False) -> None:
 
 
 @keys_app.command("rotate")
-def keys_rotate(as_json: JsonOption = False) -> None:
+def keys_rotate(as_: AsOption = None, as_json: JsonOption = False) -> None:
     """Re-wrap every data key under a new master key (data untouched); the old master is retired after a
     verified re-wrap. Safe to re-run after an interruption."""
-    from encaptio_data import audit
-    from encaptio_data.keys import KeyStore
+    from encaptio_data.keys import rotate_master_key
 
     with open_platform() as platform:
-        report = KeyStore(platform.settings.keys_dir).rotate_master()
-        audit.append(platform.db, actor=platform.settings.operator or "cli", action="keys.rotated",
-                     details={k: v for k, v in report.items() if k != "retired_to"})
+        report = rotate_master_key(platform, operator=_operator(as_, platform))
     emit(report, as_json)
 
 
@@ -427,14 +439,16 @@ def analytics_export(
     date_from: Annotated[str | None, typer.Option("--from", help="YYYY-MM-DD; default 28 days before --to.")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="YYYY-MM-DD; default yesterday (UTC).")] = None,
     k: Annotated[int, typer.Option(min=2, help="Minimum group size enforced over the quasi-identifiers.")] = 5,
+    org: Annotated[str | None, typer.Option("--org", help="Organization id (needed unless you are an admin).")] = None,
+    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Write a k-anonymous analytics export; the answer names the quasi-identifiers and the k enforced."""
     from encaptio_data.analytics.export import export_analytics
 
     with open_platform() as platform:
-        emit(export_analytics(platform, fmt, out, capsule_id=capsule, date_from=date_from, date_to=date_to, k=k),
-             as_json)
+        emit(export_analytics(platform, fmt, out, capsule_id=capsule, date_from=date_from, date_to=date_to, k=k,
+                              operator=_operator(as_, platform), organization_id=org), as_json)
 
 
 @analytics_app.command("rotate-key")
@@ -457,7 +471,7 @@ def purge(
 
     with open_platform() as platform:
         platform.check()
-        emit(run_purge(platform, dry_run=dry_run, actor=_operator(as_, platform) or "cli"), as_json)
+        emit(run_purge(platform, dry_run=dry_run, actor=_actor(as_, platform)), as_json)
 
 
 @retention_app.command("show")
@@ -468,6 +482,27 @@ def retention_show(org: Annotated[str | None, typer.Option("--org", help="Organi
 
     with open_platform() as platform:
         emit(show(platform.db, org), as_json)
+
+
+@retention_app.command("set")
+def retention_set(
+    data_class: Annotated[str, typer.Argument(help="analytics, audit_log, backups, sessions, temporary_files, "
+                                                   "soft_deleted or raw_events.")],
+    days: Annotated[int, typer.Option("--days", help="How many days to keep it.")],
+    org: Annotated[str | None, typer.Option("--org", help="One organization; without it the whole tier "
+                                                          "(platform-wide: admins only).")] = None,
+    tier: Annotated[str | None, typer.Option(help="standard or enterprise (default: the organization's).")] = None,
+    action: Annotated[str | None, typer.Option(help="delete, anonymize, archive or aggregate (default: the "
+                                                    "class's).")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a retention policy (audited with the operator); setting the values in force changes nothing."""
+    from encaptio_data.lifecycle.retention import set_policy
+
+    with open_platform() as platform:
+        emit(set_policy(platform, data_class, days, operator=_operator(as_, platform), organization_id=org,
+                        tier=tier, action=action), as_json)
 
 
 @restore_app.command("capsule")
@@ -482,7 +517,7 @@ def restore_capsule(
     from encaptio_data.lifecycle.retention import restore_capsule as restore
 
     with open_platform() as platform:
-        report = restore(platform, capsule_id, _operator(as_, platform) or "cli")
+        report = restore(platform, capsule_id, _actor(as_, platform))
         if not no_run:
             run = materialize_all(platform.settings, dynamic_partitions={"capsules": [report["capsule_id"]]},
                                   only_partitions=[report["capsule_id"]], unpartitioned=False)
@@ -498,7 +533,7 @@ def capsule_delete(capsule_id: str, as_: AsOption = None, as_json: JsonOption = 
     from encaptio_data.lifecycle.retention import delete_capsule
 
     with open_platform() as platform:
-        emit(delete_capsule(platform, capsule_id, _operator(as_, platform) or "cli"), as_json)
+        emit(delete_capsule(platform, capsule_id, _actor(as_, platform)), as_json)
 
 
 def _when(text: str) -> datetime:
@@ -511,13 +546,12 @@ def _when(text: str) -> datetime:
 
 @backup_app.command("run")
 def backup_run(full: Annotated[bool, typer.Option("--full/--incremental", help="Full or incremental.")] = True,
-               as_json: JsonOption = False) -> None:
+               as_: AsOption = None, as_json: JsonOption = False) -> None:
     """Back up the database now (SQLite: encrypted online copy; PostgreSQL: pgBackRest to both repositories)."""
     from encaptio_data.lifecycle.backup import run_backup
 
     with open_platform() as platform:
-        emit(run_backup(platform, "full" if full else "incremental", actor=platform.settings.operator or "cli"),
-             as_json)
+        emit(run_backup(platform, "full" if full else "incremental", operator=_operator(as_, platform)), as_json)
 
 
 @backup_app.command("list")
@@ -543,6 +577,7 @@ def backup_restore(
     at: Annotated[str, typer.Option("--at", help="ISO 8601 time; naive means UTC.")],
     to: Annotated[str, typer.Option("--to", help='"live" (application stopped) or a path.')],
     ledger_file: Annotated[Path | None, typer.Option(help="Erasure ledger JSON from `backup export-ledger`.")] = None,
+    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Restore to a point in time, then re-apply the erasure ledger so erased subjects stay erased."""
@@ -550,7 +585,7 @@ def backup_restore(
 
     ledger = json.loads(ledger_file.read_text()) if ledger_file else None
     with open_platform() as platform:
-        emit(restore(platform, _when(at), to, actor=platform.settings.operator or "cli", ledger=ledger), as_json)
+        emit(restore(platform, _when(at), to, operator=_operator(as_, platform), ledger=ledger), as_json)
 
 
 @backup_app.command("export-ledger")
@@ -574,12 +609,12 @@ def backup_setup(as_json: JsonOption = False) -> None:
 
 
 @app.command()
-def drill(as_json: JsonOption = False) -> None:
+def drill(as_: AsOption = None, as_json: JsonOption = False) -> None:
     """Restore drill: latest backup and a point in time into scratch; reports rto_seconds and rpo_seconds."""
     from encaptio_data.lifecycle.drill import run_drill
 
     with open_platform() as platform:
-        result = run_drill(platform, actor=platform.settings.operator or "cli")
+        result = run_drill(platform, operator=_operator(as_, platform))
     emit(result, as_json)
     if not result["passed"]:
         raise EncaptioError(f"restore drill {result['drill_id']} failed: "
@@ -696,8 +731,10 @@ def _sample_search(platform: Platform, spec: Any) -> dict[str, Any]:
     from encaptio_data.corpus import generate
     from encaptio_data.search.service import SearchRequest, SearchService
 
+    from encaptio_data.authz import system_principal
+
     labelled = next(q for q in generate(spec).queries if q.capsule_id is None)
-    page = SearchService(platform.vectors, platform.cache).search(
+    page = SearchService(platform.vectors, platform.cache, principal=system_principal("demo"), db=platform.db).search(
         SearchRequest(str(labelled.organization_id), labelled.text, limit=3))
     return {"query": labelled.text, "organization_id": str(labelled.organization_id), **page.as_dict()}
 

@@ -45,3 +45,7 @@ class NotFoundError(EncaptioError, LookupError):
 
 class InvalidInputError(EncaptioError, ValueError):
     """A value given by a person or a caller that the model cannot accept."""
+
+
+class PermissionDeniedError(EncaptioError, PermissionError):
+    """The acting operator (or system principal) may not do this, or not in that organization."""

@@ -18,11 +18,16 @@ import os
 import re
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError
+
+if TYPE_CHECKING:
+    from encaptio_data.authz import Principal
+    from encaptio_data.platform import Platform
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -203,3 +208,15 @@ class KeyStore:
 
     def decrypt_for(self, subject_id: str, ciphertext: bytes, *, what: str = "ciphertext") -> bytes:
         return decrypt(self.data_key(subject_id, create=False), ciphertext, subject_id.encode(), what=what)
+
+
+def rotate_master_key(platform: Platform, *, operator: Principal | str | None) -> dict[str, object]:
+    """Rotate the platform's master key as an operator: authorized (rotate_keys, platform-wide) before
+    any key is touched, and audited with that operator. ``KeyStore.rotate_master`` is the mechanism."""
+    from encaptio_data import audit, authz
+
+    actor = authz.authorize(platform, operator, authz.Permission.ROTATE_KEYS).actor
+    report = KeyStore(platform.settings.keys_dir).rotate_master()
+    audit.append(platform.db, actor=actor, action="keys.rotated",
+                 details={k: v for k, v in report.items() if k != "retired_to"})
+    return report

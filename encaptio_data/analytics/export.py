@@ -27,10 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from encaptio_data.analytics.aggregate import DEFAULT_K, day_bounds, read_usable_events
+from encaptio_data import authz
+from encaptio_data.accounts import parse_uuid
+from encaptio_data.analytics.aggregate import DEFAULT_K, capsule_organizations, day_bounds, read_usable_events
 from encaptio_data.analytics.anonymize import QUASI_IDENTIFIERS, k_anonymize, measure_min_group_size
 from encaptio_data.analytics.retention import RAW_EVENT_RETENTION_DAYS
-from encaptio_data.errors import InvalidInputError
+from encaptio_data.authz import Permission, Principal
+from encaptio_data.errors import InvalidInputError, NotFoundError
 from encaptio_data.platform import Platform
 
 FORMATS = ("csv", "parquet", "json")
@@ -57,7 +60,8 @@ def _as_capsule(value: uuid.UUID | str | None) -> uuid.UUID | None:
 
 
 def k_anonymous_engagement(platform: Platform, *, date_from: date, date_to: date, capsule_id: uuid.UUID | None = None,
-                           k: int = DEFAULT_K, now: datetime | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
+                           k: int = DEFAULT_K, now: datetime | None = None,
+                           organization_id: uuid.UUID | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The published table and the facts about it, for the inclusive day range."""
     if date_to < date_from:
         raise InvalidInputError(f"date_from {date_from} is after date_to {date_to}")
@@ -67,6 +71,9 @@ def k_anonymous_engagement(platform: Platform, *, date_from: date, date_to: date
     valid = usable.valid
     if capsule_id is not None:
         valid = valid.filter(pc.equal(valid["capsule_id"], capsule_id.hex))
+    if organization_id is not None:
+        own = [c for c, o in capsule_organizations(platform.db).items() if o == organization_id.hex]
+        valid = valid.filter(pc.is_in(valid["capsule_id"], value_set=pa.array(own, pa.string())))
     records = pd.DataFrame({
         "capsule_id": [str(uuid.UUID(hex=c)) for c in valid["capsule_id"].to_pylist()],
         "day": valid["occurred_at"].to_pandas().dt.tz_convert(None).dt.normalize(),
@@ -86,6 +93,7 @@ def k_anonymous_engagement(platform: Platform, *, date_from: date, date_to: date
         "excluded_events": usable.excluded_events, "quarantined_events": usable.quarantined.num_rows,
         "date_from": date_from.isoformat(), "date_to": date_to.isoformat(),
         "capsule_id": str(capsule_id) if capsule_id else None, "ladder_tried": report.ladder_tried,
+        "organization_id": str(organization_id) if organization_id else None,
     }
     if date_from < now.date() - timedelta(days=RAW_EVENT_RETENTION_DAYS):
         facts["note"] = (f"raw events are kept {RAW_EVENT_RETENTION_DAYS} days; earlier days contribute only "
@@ -108,20 +116,35 @@ def render(published: pd.DataFrame, facts: dict[str, Any], fmt: str) -> bytes:
 
 def export_analytics(platform: Platform, fmt: str, out: Path | str, capsule_id: uuid.UUID | str | None = None,
                      date_from: date | str | None = None, date_to: date | str | None = None, k: int = DEFAULT_K,
-                     *, now: datetime | None = None) -> dict[str, Any]:
+                     *, operator: Principal | str | None, organization_id: uuid.UUID | str | None = None,
+                     now: datetime | None = None) -> dict[str, Any]:
     """Write a k-anonymous export to ``out`` (csv | parquet | json); returns what was enforced and achieved.
 
-    Defaults: the 28 days up to yesterday (UTC), every capsule, k = 5.
+    Defaults: the 28 days up to yesterday (UTC), every capsule, k = 5. The export covers one
+    organization (``organization_id``, or the capsule's) for operators of that organization;
+    every organization at once needs a platform-wide grant.
     """
     if fmt not in FORMATS:
         raise InvalidInputError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     if k < 2:
         raise InvalidInputError(f"k must be at least 2, not {k}")
+    capsule = _as_capsule(capsule_id)
+    org = parse_uuid(organization_id, "organization") if organization_id is not None else None
+    if capsule is not None:
+        owner = capsule_organizations(platform.db).get(capsule.hex)
+        if owner is None:
+            raise NotFoundError(f"capsule {capsule} does not exist")
+        if org is not None and owner != org.hex:
+            raise InvalidInputError(f"capsule {capsule} does not belong to organization {org}")
+        scope = uuid.UUID(hex=owner)
+    else:
+        scope = org
+    authz.authorize(platform, operator, Permission.EXPORT_ANALYTICS, scope)
     now = now or datetime.now(UTC)
     date_to = _as_date(date_to, "date_to") or now.date() - timedelta(days=1)
     date_from = _as_date(date_from, "date_from") or date_to - timedelta(days=DEFAULT_WINDOW_DAYS - 1)
     published, facts = k_anonymous_engagement(platform, date_from=date_from, date_to=date_to,
-                                              capsule_id=_as_capsule(capsule_id), k=k, now=now)
+                                              capsule_id=capsule, k=k, now=now, organization_id=org)
     data = render(published, facts, fmt)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from encaptio_data.analytics.live import reconcile_live_views
 from encaptio_data.analytics.pii import findings_summary, scan_all, undeclared_pii
 from encaptio_data.analytics.retention import RAW_EVENT_RETENTION_DAYS, finalize_old_days
 from encaptio_data.assets.metadata import OWNERS, markdown_table
+from encaptio_data.authz import system_principal
 from encaptio_data.db.models import DailyEngagementRun
 from encaptio_data.platform import Platform
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource
@@ -209,7 +210,8 @@ def engagement_export(context: dg.AssetExecutionContext, database: DatabaseResou
         return
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "engagement.parquet"
-        answer = export_analytics(platform, "parquet", path, date_from=window[0], date_to=window[1])
+        answer = export_analytics(platform, "parquet", path, date_from=window[0], date_to=window[1],
+                                  operator=system_principal("dagster", run=context.run.run_id[:8]))
         version, _ = put_if_changed(platform.objects, EXPORT_KEY, path.read_bytes(),
                                     content_type="application/vnd.apache.parquet")
     measured, k = answer["min_group_size"], answer["k"]

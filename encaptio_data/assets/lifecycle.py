@@ -10,6 +10,7 @@ import os
 import dagster as dg
 
 from encaptio_data.assets.metadata import OWNERS, markdown_table
+from encaptio_data.authz import system_principal
 from encaptio_data.lifecycle.backup import run_backup
 from encaptio_data.lifecycle.drill import run_drill
 from encaptio_data.lifecycle.replica import (
@@ -85,7 +86,7 @@ class BackupConfig(dg.Config):
 def database_backups(context: dg.AssetExecutionContext, config: BackupConfig, database: DatabaseResource,
                      object_store: ObjectStoreResource) -> dg.MaterializeResult:
     platform = _platform(database, object_store)
-    result = run_backup(platform, config.kind, actor=f"dagster:{context.run.run_id[:8]}")
+    result = run_backup(platform, config.kind, operator=system_principal("dagster", run=context.run.run_id[:8]))
     context.log.info(f"backup {result['backup_id']} ({result['store']}, {result['kind']}) in {result['seconds']}s")
     metadata = {
         "backup_id": result["backup_id"],
@@ -148,7 +149,7 @@ def vector_snapshots(context: dg.AssetExecutionContext, database: DatabaseResour
 def restore_drill_evidence(context: dg.AssetExecutionContext, database: DatabaseResource,
                            object_store: ObjectStoreResource) -> dg.MaterializeResult:
     platform = _platform(database, object_store)
-    result = run_drill(platform, actor=f"dagster:{context.run.run_id[:8]}")
+    result = run_drill(platform, operator=system_principal("dagster", run=context.run.run_id[:8]))
     checks = [{"check": c["name"], "passed": c["passed"]} for c in result["checks"]]
     if not result["passed"]:
         context.log.error(f"restore drill {result['drill_id']} failed: "

@@ -7,6 +7,7 @@ path without the daemon.
 
 import dagster as dg
 
+from encaptio_data.authz import system_principal
 from encaptio_data.db.enums import RequestType
 from encaptio_data.errors import EncaptioError
 from encaptio_data.platform import Platform
@@ -23,7 +24,8 @@ def _process_request_op(name: str, kind: str) -> dg.OpDefinition:
     def process(context: dg.OpExecutionContext, config: RequestConfig, database: DatabaseResource) -> dict:
         platform = Platform(database.settings())
         try:
-            view = RequestProcessor(platform).process(config.request_id, actor=f"dagster:{context.run_id[:8]}")
+            view = RequestProcessor(platform).process(
+                config.request_id, operator=system_principal("dagster", run=context.run_id[:8]))
         finally:
             platform.close()
         context.add_output_metadata({"status": view["status"], "request_id": config.request_id,

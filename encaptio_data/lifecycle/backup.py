@@ -63,12 +63,13 @@ from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
-from encaptio_data import audit
+from encaptio_data import audit, authz
 from encaptio_data import keys as envelope
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import BackupKind, BackupStatus
 from encaptio_data.db.models import AuditEntry, Backup, ErasureLedger, User, utcnow
 from encaptio_data.db.session import Database
-from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError, NotFoundError
+from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError, NotFoundError, PermissionDeniedError
 from encaptio_data.keys import KeyStore
 from encaptio_data.lifecycle import pgbackrest as pgb
 from encaptio_data.platform import Platform
@@ -438,13 +439,14 @@ def _actor(platform: Platform, actor: str | None) -> str:
 
 # -- backups --------------------------------------------------------------------------------------------
 
-def run_backup(platform: Platform, kind: str = "full", *, actor: str | None = None) -> dict[str, Any]:
+def run_backup(platform: Platform, kind: str = "full", *, operator: Principal | str | None) -> dict[str, Any]:
     """Back up the platform's database (SQLite or PostgreSQL); returns what was stored and checked."""
     if kind not in ("full", "incremental"):
         raise InvalidInputError(f"backup kind must be full or incremental, not {kind!r}")
+    actor = authz.authorize(platform, operator, Permission.RUN_BACKUP).actor
     if platform.db.dialect == "sqlite":
-        return _sqlite_backup(platform, kind, _actor(platform, actor))
-    return _postgres_backup(platform, kind, _actor(platform, actor))
+        return _sqlite_backup(platform, kind, actor)
+    return _postgres_backup(platform, kind, actor)
 
 
 def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
@@ -846,7 +848,32 @@ def require_aware(at: datetime) -> datetime:
     return at.astimezone(UTC)
 
 
-def restore(platform: Platform, at: datetime, target: Path | str, *, actor: str | None = None,
+def _restore_actor(platform: Platform, operator: Principal | str | None, ledger: list[dict[str, Any]] | None) -> str:
+    """The operator allowed to restore, checked against the current database's users.
+
+    When that database cannot be read at all (the disaster a restore exists for), roles cannot
+    be looked up: the restore then goes ahead only on the documented disaster path, an operator
+    named and the erasure ledger exported beforehand, and is recorded as break-glass (whoever can
+    run it also holds the keys directory that decrypts the backups).
+    """
+    try:
+        return authz.authorize(platform, operator, Permission.RESTORE_BACKUP).actor
+    except sa.exc.SQLAlchemyError as exc:
+        if isinstance(operator, Principal):
+            if not operator.allows(Permission.RESTORE_BACKUP):
+                raise PermissionDeniedError(f"permission denied: {operator.label or operator.actor} may not "
+                                            "restore_backup (the denial could not be audited: database unreadable)"
+                                            ) from None
+            return operator.actor
+        if ledger is None or not operator or not str(operator).strip():
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+            raise BackupError(f"cannot check the operator's role: the current database cannot be read ({reason}); "
+                              "a break-glass restore needs --as EMAIL and the erasure ledger exported with "
+                              "export_ledger()") from None
+        return authz.actor_ref(KeyStore(platform.settings.keys_dir), str(operator)) + ":break-glass"
+
+
+def restore(platform: Platform, at: datetime, target: Path | str, *, operator: Principal | str | None,
             ledger: list[dict[str, Any]] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Restore the database as of `at` into `target`, then replay the erasure ledger.
 
@@ -856,7 +883,7 @@ def restore(platform: Platform, at: datetime, target: Path | str, *, actor: str 
     pass `ledger` (rows from ``export_ledger``) rather than restore without it.
     """
     at = require_aware(at)
-    actor = _actor(platform, actor)
+    actor = _restore_actor(platform, operator, ledger)
     live = str(target) == LIVE
     try:
         carried = read_carry_over(platform)

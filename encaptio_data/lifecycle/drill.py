@@ -38,7 +38,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from encaptio_data import audit
+from encaptio_data import audit, authz
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import BackupStatus
 from encaptio_data.db.models import AuditEntry, Backup, utcnow
 from encaptio_data.lifecycle import backup as bk
@@ -51,18 +52,20 @@ DRILL_PREFIX = "backups/drills/"
 WEBHOOK_TIMEOUT_S = 5
 
 
-def run_drill(platform: Platform, *, at: datetime | None = None, actor: str | None = None,
+def run_drill(platform: Platform, *, operator: Principal | str | None, at: datetime | None = None,
               webhook_url: str | None = None) -> dict[str, Any]:
     """Run a restore drill; returns rto_seconds, rpo_seconds, checks and the evidence. Never
-    raises for a failed restore: a failure is the drill's finding (``passed`` False, alerted)."""
-    actor = actor or platform.settings.operator or "system:drill"
+    raises for a failed restore: a failure is the drill's finding (``passed`` False, alerted).
+    A drill restores (into scratch), so the operator needs restore_backup; a refusal raises."""
+    principal = authz.authorize(platform, operator, Permission.RESTORE_BACKUP)
+    actor = principal.actor
     drill_id = str(uuid.uuid4())
     started_at = utcnow()
     started = time.monotonic()
     try:
         if at is not None:
             at = bk.require_aware(at)
-        body = _sqlite_drill(platform, at, actor) if platform.db.dialect == "sqlite" else \
+        body = _sqlite_drill(platform, at, principal) if platform.db.dialect == "sqlite" else \
             _postgres_drill(platform, at, actor)
     except Exception as exc:  # the drill's job is to report any failure, whatever raised it
         log.exception("restore drill %s could not complete", drill_id)
@@ -90,14 +93,14 @@ def _summary(label: str, restored: dict[str, Any], target: datetime) -> dict[str
             "rpo_seconds": restored.get("rpo_seconds"), "seconds": restored.get("seconds")}
 
 
-def _sqlite_drill(platform: Platform, at: datetime | None, actor: str) -> dict[str, Any]:
+def _sqlite_drill(platform: Platform, at: datetime | None, principal: Principal) -> dict[str, Any]:
     entries = bk.sqlite_backups(platform)
     if not entries:
         raise bk.BackupError("no SQLite backup to restore")
     now = utcnow()
     restores, checks = [], []
     with bk.private_workdir("encaptio-drill-") as work:
-        latest = bk.restore(platform, now, work / "latest.sqlite3", actor=actor)
+        latest = bk.restore(platform, now, work / "latest.sqlite3", operator=principal)
         restores.append(_summary("latest", latest, now))
         checks += _named("latest", latest["checks"])
         checks.append(bk.make_check("latest.is_newest_backup", latest["backup_id"] == entries[-1]["backup_id"],
@@ -108,7 +111,7 @@ def _sqlite_drill(platform: Platform, at: datetime | None, actor: str) -> dict[s
             target = older + (newer - older) / 2
         if target is not None:
             expected = [e for e in entries if e["snapshot_at"] <= target]
-            point = bk.restore(platform, target, work / "point_in_time.sqlite3", actor=actor)
+            point = bk.restore(platform, target, work / "point_in_time.sqlite3", operator=principal)
             restores.append(_summary("point_in_time", point, target))
             checks += _named("point_in_time", point["checks"])
             checks.append(bk.make_check("point_in_time.nearest_backup_at_or_before_target",

@@ -23,8 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from encaptio_data import audit
+from encaptio_data import audit, authz
 from encaptio_data.accounts import parse_uuid
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import HoldScope, OrganizationTier, RetentionAction
 from encaptio_data.db.models import (
     AuditEntry,
@@ -184,6 +185,49 @@ def show(db: Database, organization_id: uuid.UUID | str | None = None) -> dict[s
             "overrides": sorted(overrides, key=lambda o: (o["data_class"], o["tier"], o["organization_id"] or "")),
             "unrecognized_rows": policies.unrecognized,
         }
+
+
+def set_policy(platform: Platform, data_class: DataClass | str, retain_days: int, *,
+               operator: Principal | str | None, organization_id: uuid.UUID | str | None = None,
+               tier: OrganizationTier | str | None = None, action: RetentionAction | str | None = None
+               ) -> dict[str, Any]:
+    """Change how long a class of data is kept: for one organization (an override on its current
+    tier), or, without an organization, for a whole tier, which touches every organization and
+    so needs a platform-wide grant. Setting the values in force again changes nothing."""
+    try:
+        data_class = DataClass(data_class)
+        tier = OrganizationTier(tier) if tier is not None else None
+        action = RetentionAction(action) if action is not None else DEFAULTS[data_class].action
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
+    if isinstance(retain_days, bool) or not isinstance(retain_days, int) or retain_days <= 0:
+        raise InvalidInputError(f"retain_days must be a positive number of days, not {retain_days!r}")
+    org = parse_uuid(organization_id, "organization") if organization_id is not None else None
+    actor = authz.authorize(platform, operator, Permission.CHANGE_RETENTION, org).actor
+    with platform.db.session() as session:
+        if org is not None:
+            organization = session.get(Organization, org)
+            if organization is None:
+                raise NotFoundError(f"organization {organization_id} does not exist")
+            tier = tier or organization.tier
+        tier = tier or _STANDARD
+        row = session.scalar(sa.select(RetentionPolicy).where(
+            RetentionPolicy.data_class == data_class.value, RetentionPolicy.tier == tier,
+            RetentionPolicy.organization_id.is_(None) if org is None else RetentionPolicy.organization_id == org))
+        previous = {"retain_days": row.retain_days, "action": row.action.value} if row is not None else None
+        changed = previous != {"retain_days": retain_days, "action": action.value}
+        if row is None:
+            session.add(RetentionPolicy(data_class=data_class.value, tier=tier, organization_id=org,
+                                        retain_days=retain_days, action=action))
+        elif changed:
+            row.retain_days, row.action = retain_days, action
+        if changed:
+            audit.append_in(session, actor=actor, action="retention.changed", organization_id=org,
+                            target=data_class.value, details={"tier": tier.value, "retain_days": retain_days,
+                                                              "action": action.value, "previous": previous})
+        session.flush()
+        return {**Policies.load(session).get(data_class, org, tier).as_dict(), "changed": changed,
+                "previous": previous}
 
 
 # -- legal holds ------------------------------------------------------------------------------

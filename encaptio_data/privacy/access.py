@@ -27,7 +27,8 @@ from typing import Any
 import sqlalchemy as sa
 from fpdf import FPDF
 
-from encaptio_data import audit
+from encaptio_data import audit, authz
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.models import AuditEntry, Content, RetentionPolicy, personal_columns, utcnow
 from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError
 from encaptio_data.keys import KeyStore
@@ -223,7 +224,8 @@ class AccessExports:
         signature = hmac.new(self.keys.secret(TOKEN_KEY), body.encode(), hashlib.sha256).hexdigest()
         return base64.urlsafe_b64encode(f"{body}:{signature}".encode()).decode().rstrip("=")
 
-    def download(self, token: str, out_dir: Path, *, actor: str = "subject") -> Path:
+    def download(self, token: str, out_dir: Path, *, operator: Principal | str | None) -> Path:
+        """The subject themselves, or someone allowed to export subject data in the request's organization."""
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             request_id, user_id, expiry, signature = raw.split(":")
@@ -241,6 +243,10 @@ class AccessExports:
         with self.platform.db.session() as session:
             organization_id = session.scalar(sa.select(DataSubjectRequest.organization_id)
                                              .where(DataSubjectRequest.id == uuid.UUID(request_id)))
+        principal = authz.resolve(self.platform, operator)
+        if not principal.is_user(user_id):
+            authz.check(self.platform.db, principal, Permission.EXPORT_SUBJECT_DATA, organization_id)
+        actor = principal.actor
         key = f"{EXPORTS_PREFIX}{organization_id}/{request_id}.zip.enc"
         archive = self.keys.decrypt_for(user_id, self.platform.objects.get(key), what=key)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from encaptio_data import authz
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import ConsentPurpose, RequestType, RestrictionKind
 from encaptio_data.db.models import DataSubjectRequest, ErasureLedger, ProcessingRestriction, User, utcnow
 from encaptio_data.errors import EncaptioError
@@ -49,7 +51,8 @@ class RequestProcessor:
         self.keys = KeyStore(platform.settings.keys_dir)
         self.clock = clock
 
-    def process(self, request_id: str, *, actor: str = "dsar-processor") -> dict[str, Any]:
+    def process(self, request_id: str, *, operator: Principal | str | None) -> dict[str, Any]:
+        actor = self.requests.authorize(request_id, operator, Permission.PROCESS_REQUESTS).actor
         request = self.requests.start(request_id, actor=actor)
         if request is None:
             with self.platform.db.session() as session:
@@ -68,8 +71,18 @@ class RequestProcessor:
             "organization_id": str(request.organization_id), "completed_at": self.clock().isoformat(), **summary})
         return self.requests.finish(request.id, actor=actor, receipt=receipt)
 
-    def process_all(self, *, actor: str = "dsar-processor") -> list[dict[str, Any]]:
-        return [self.process(request_id, actor=actor) for request_id in self.requests.approved_ids()]
+    def process_all(self, *, operator: Principal | str | None) -> list[dict[str, Any]]:
+        """Every approved request the operator may process: a privacy officer works their own
+        organization's queue; requests of other organizations are left for theirs."""
+        principal = authz.resolve(self.platform, operator)
+        if not any(Permission.PROCESS_REQUESTS in grant.permissions for grant in principal.grants):
+            authz.check(self.platform.db, principal, Permission.PROCESS_REQUESTS)  # denied and audited
+        ids = self.requests.approved_ids()
+        with self.platform.db.session() as session:
+            organizations = dict(session.execute(sa.select(DataSubjectRequest.id, DataSubjectRequest.organization_id)
+                                                 .where(DataSubjectRequest.id.in_([uuid.UUID(i) for i in ids]))).all())
+        return [self.process(request_id, operator=principal) for request_id in ids
+                if principal.allows(Permission.PROCESS_REQUESTS, organizations.get(uuid.UUID(request_id)))]
 
     def _user_id(self, request: DataSubjectRequest) -> uuid.UUID:
         if request.user_id is not None:

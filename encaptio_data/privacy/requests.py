@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from encaptio_data import audit
 from encaptio_data.accounts import normalize_email, parse_uuid
-from encaptio_data.db.enums import Jurisdiction, RequestStatus, RequestType, UserRole
-from encaptio_data.db.models import DataSubjectRequest, User, utcnow
-from encaptio_data.errors import EncaptioError, InvalidInputError, NotFoundError
+from encaptio_data.authz import Permission, Principal, authorize
+from encaptio_data.db.enums import Jurisdiction, RequestStatus, RequestType
+from encaptio_data.db.models import DataSubjectRequest, utcnow
+from encaptio_data.errors import EncaptioError, InvalidInputError, NotFoundError, PermissionDeniedError
 from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.subjects import find_user, subject_ref
@@ -37,10 +38,6 @@ SOURCES_WITHOUT_VERIFICATION = frozenset({"cli", "operator"})
 NEEDS_APPROVAL = frozenset({RequestType.ERASURE})
 RECTIFIABLE_FIELDS = frozenset({"name", "email"})
 NEAR_DUE = timedelta(days=7)
-
-
-class PermissionDeniedError(EncaptioError, PermissionError):
-    """The acting operator's role does not allow this action."""
 
 
 class InvalidTransitionError(EncaptioError):
@@ -88,16 +85,12 @@ def request_view(request: DataSubjectRequest) -> dict[str, Any]:
     }
 
 
-def _operator(session: Session, organization_id: uuid.UUID, operator: str | None,
-              allowed: set[UserRole]) -> str:
-    if not operator:
-        raise PermissionDeniedError("this action needs an operator: pass --as EMAIL or set ENCAPTIO_OPERATOR")
-    user = session.scalar(sa.select(User).where(User.organization_id == organization_id,
-                                                User.email == normalize_email(operator)))
-    if user is None or user.role not in allowed:
-        roles = " or ".join(sorted(r.value for r in allowed))
-        raise PermissionDeniedError(f"{operator} is not a {roles} of organization {organization_id}")
-    return user.email
+def _organization_of(session: Session, request_id: str | uuid.UUID) -> uuid.UUID:
+    organization_id = session.scalar(sa.select(DataSubjectRequest.organization_id)
+                                     .where(DataSubjectRequest.id == parse_uuid(request_id, "request")))
+    if organization_id is None:
+        raise NotFoundError(f"request {request_id} does not exist")
+    return organization_id
 
 
 class Requests:
@@ -188,33 +181,38 @@ class Requests:
                 self._advance(session, request, RequestStatus.APPROVED, actor, "no approval needed")
             return request_view(request)
 
-    def approve(self, request_id: str, *, operator: str | None) -> dict[str, Any]:
+    def authorize(self, request_id: str | uuid.UUID, operator: Principal | str | None,
+                   permission: Permission) -> Principal:
+        """Checked in a read of its own, before the transaction that changes the request."""
+        with self.platform.db.session() as session:
+            organization_id = _organization_of(session, request_id)
+        return authorize(self.platform, operator, permission, organization_id)
+
+    def approve(self, request_id: str, *, operator: Principal | str | None) -> dict[str, Any]:
+        approver = self.authorize(request_id, operator, Permission.APPROVE_ERASURE)
         with self.platform.db.session() as session:
             request = self.get(session, request_id)
-            approver = _operator(session, request.organization_id, operator, {UserRole.PRIVACY_OFFICER})
             if request.status is not RequestStatus.IDENTITY_VERIFIED:
                 raise InvalidTransitionError(f"request {request.id} is {request.status.value}; only a request whose "
                                              "identity is verified can be approved")
-            approver_row = session.scalar(sa.select(User.id).where(User.organization_id == request.organization_id,
-                                                                   User.email == approver))
-            request.approved_by, request.approved_at = approver_row, self.clock()
-            self._advance(session, request, RequestStatus.APPROVED, approver, "approved")
+            request.approved_by, request.approved_at = approver.user_id_for(request.organization_id), self.clock()
+            self._advance(session, request, RequestStatus.APPROVED, approver.actor, "approved")
             return request_view(request)
 
-    def reject(self, request_id: str, reason: str, *, operator: str | None) -> dict[str, Any]:
+    def reject(self, request_id: str, reason: str, *, operator: Principal | str | None) -> dict[str, Any]:
+        actor = self.authorize(request_id, operator, Permission.PROCESS_REQUESTS).actor
         with self.platform.db.session() as session:
             request = self.get(session, request_id)
-            actor = _operator(session, request.organization_id, operator, {UserRole.PRIVACY_OFFICER, UserRole.ADMIN})
             if request.status not in OPEN_STATES - {RequestStatus.IN_PROGRESS}:
                 raise InvalidTransitionError(f"request {request.id} is {request.status.value} and cannot be rejected")
             request.status_reason = reason
             self._advance(session, request, RequestStatus.REJECTED, actor, reason)
             return request_view(request)
 
-    def extend(self, request_id: str, reason: str, *, operator: str | None) -> dict[str, Any]:
+    def extend(self, request_id: str, reason: str, *, operator: Principal | str | None) -> dict[str, Any]:
+        actor = self.authorize(request_id, operator, Permission.PROCESS_REQUESTS).actor
         with self.platform.db.session() as session:
             request = self.get(session, request_id)
-            actor = _operator(session, request.organization_id, operator, {UserRole.PRIVACY_OFFICER})
             if request.extended_due_at is not None:
                 raise InvalidTransitionError(f"request {request.id} was already extended once")
             if not reason.strip():

@@ -11,6 +11,11 @@ Guarantees, each enforced here rather than left to callers:
   or repeats even while new rows arrive. The cursor carries the query's fingerprint.
 - Cache invalidation: candidate lists are tagged by organization (unfiltered queries) or by
   capsule; the pipeline invalidates both when a capsule's content changes.
+- Least privilege: a service is built for one principal (`authz`), resolved once; every search
+  checks that principal's `search_org` grant for the requested organization in memory (no
+  query), and a refusal is audited. A product service keeps one SearchService per principal
+  (or per request, after resolving the principal from its session) and never a shared
+  "trusted" one: there is no way to search without a principal.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ import numpy as np
 from lancedb.expr import Expr, col, lit
 from lancedb.query import MatchQuery
 
+from encaptio_data import authz
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.content.embedding import Embedder, load_embedder
 from encaptio_data.db.enums import ContentType
+from encaptio_data.db.session import Database
 from encaptio_data.errors import InvalidInputError, NotFoundError
 from encaptio_data.search.index import open_chunks_table
 from encaptio_data.stores.cache import Cache, get_json, set_json
@@ -213,8 +221,15 @@ def _query_vector(embedder: Embedder, text: str) -> np.ndarray:
 
 
 class SearchService:
-    def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, embedder: Embedder | None = None,
-                 depth: int = DEFAULT_DEPTH, nprobes: int = 40, refine_factor: int | None = None) -> None:
+    """Searches on behalf of ``principal``; ``db`` receives the audit entry of a refused search."""
+
+    def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, principal: Principal, db: Database,
+                 embedder: Embedder | None = None, depth: int = DEFAULT_DEPTH, nprobes: int = 40,
+                 refine_factor: int | None = None) -> None:
+        if not isinstance(principal, Principal):
+            raise TypeError("SearchService needs a resolved authz.Principal (authz.resolve or authz.system_principal)")
+        self.principal = principal
+        self._db = db
         self._vectors = vectors
         self._cache = cache
         self._embedder = embedder
@@ -241,6 +256,8 @@ class SearchService:
     def search(self, request: SearchRequest) -> SearchPage:
         started = time.perf_counter()
         request = request.validated(self.depth)
+        if not self.principal.allows(Permission.SEARCH_ORG, request.organization_id):
+            authz.check(self._db, self.principal, Permission.SEARCH_ORG, request.organization_id)
         fingerprint = request.fingerprint()
         cache_key = f"search:{request.organization_id}:{fingerprint}"
         candidates = get_json(self._cache, cache_key) if self._cache else None

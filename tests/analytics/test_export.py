@@ -10,9 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from encaptio_data.analytics.export import export_analytics
+from encaptio_data.authz import system_principal
 from encaptio_data.errors import InvalidInputError
 from encaptio_data.platform import Platform
 from tests.analytics.world import DAY, NOW, at, build_world
+
+DAGSTER = system_principal("dagster", run="test")  # the export asset's principal
 
 
 def _crowd_and_outlier(platform: Platform):
@@ -27,7 +30,8 @@ def test_export_every_format_is_k_anonymous_and_self_describing(platform: Platfo
     world = _crowd_and_outlier(platform)
     answers = {}
     for fmt in ("csv", "parquet", "json"):
-        answers[fmt] = export_analytics(platform, fmt, tmp_path / f"export.{fmt}", date_from=DAY, date_to=DAY, now=NOW)
+        answers[fmt] = export_analytics(platform, fmt, tmp_path / f"export.{fmt}", date_from=DAY, date_to=DAY, now=NOW,
+                                        operator=DAGSTER)
     answer = answers["csv"]
     assert answer["quasi_identifiers"] == ["capsule_id", "period", "geo", "event_type"]
     assert answer["k"] == 5 and answer["min_group_size"] >= 5
@@ -45,16 +49,17 @@ def test_export_every_format_is_k_anonymous_and_self_describing(platform: Platfo
     assert not any(user.hex in text or str(user) in text for user in world.users)
 
     only = export_analytics(platform, "json", tmp_path / "one.json", capsule_id=str(world.capsules[0]),
-                            date_from=DAY.isoformat(), date_to=DAY.isoformat(), now=NOW)
+                            date_from=DAY.isoformat(), date_to=DAY.isoformat(), now=NOW, operator=DAGSTER)
     assert only["capsule_id"] == str(world.capsules[0]) and only["events"] == 10
 
 
 def test_export_refuses_bad_arguments(embedded_platform: Platform, tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="format"):
-        export_analytics(embedded_platform, "xlsx", tmp_path / "x")
+        export_analytics(embedded_platform, "xlsx", tmp_path / "x", operator=DAGSTER)
     with pytest.raises(InvalidInputError, match="k must be"):
-        export_analytics(embedded_platform, "csv", tmp_path / "x", k=1)
+        export_analytics(embedded_platform, "csv", tmp_path / "x", k=1, operator=DAGSTER)
     with pytest.raises(InvalidInputError, match="after"):
-        export_analytics(embedded_platform, "csv", tmp_path / "x", date_from="2026-10-09", date_to="2026-10-01")
+        export_analytics(embedded_platform, "csv", tmp_path / "x", date_from="2026-10-09", date_to="2026-10-01",
+                         operator=DAGSTER)
     with pytest.raises(InvalidInputError, match="uuid"):
-        export_analytics(embedded_platform, "csv", tmp_path / "x", capsule_id="nope")
+        export_analytics(embedded_platform, "csv", tmp_path / "x", capsule_id="nope", operator=DAGSTER)

@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from encaptio_data.accounts import add_user, ensure_organization
+from encaptio_data.authz import Grant, Permission, Principal
 from encaptio_data.content.embedding import load_embedder
 from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content, soft_delete_content
 from encaptio_data.content.uploads import register_uploads, upload_key
@@ -112,7 +113,8 @@ def test_deleting_content_removes_its_chunks_from_every_search_mode(platform: Pl
     _put(platform, capsule, "keep.txt", ("Telescope eyepieces and focal length. " * 20).encode(), "text/plain")
     _put(platform, capsule, "drop.txt", ("Zymurgy of sourdough levain. " * 20).encode(), "text/plain")
     _run(platform, CountingEmbedder())
-    service = SearchService(platform.vectors, platform.cache)
+    searcher = Principal("system:test-search", (Grant(frozenset({Permission.SEARCH_ORG}), None),), system=True)
+    service = SearchService(platform.vectors, platform.cache, principal=searcher, db=platform.db)
     org = str(capsule.organization_id)
     with platform.db.session() as session:
         drop = session.scalar(sa.select(Content).where(Content.filename == "drop.txt"))

@@ -13,12 +13,16 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 import sqlalchemy as sa
 
+from encaptio_data.authz import system_principal
 from encaptio_data.db.models import AuditEntry, Backup
 from encaptio_data.lifecycle import backup as bk
 from encaptio_data.lifecycle.drill import DRILL_PREFIX, run_drill
 from encaptio_data.platform import Platform
 from encaptio_data.stores.objects import LocalObjectStore
 from tests.privacy.conftest import plant
+
+# Backups and drills are what the schedules do: they run as the Dagster system principal.
+OPERATOR = system_principal("dagster", run="test")
 
 
 @pytest.fixture
@@ -43,10 +47,10 @@ def webhook() -> Iterator[tuple[str, list[dict]]]:
 
 def test_drill_restores_latest_and_a_point_between_backups(embedded: Platform) -> None:
     plant(embedded, "drilled")
-    first = bk.run_backup(embedded, "full")
+    first = bk.run_backup(embedded, "full", operator=OPERATOR)
     time.sleep(0.01)
-    second = bk.run_backup(embedded, "full")
-    result = run_drill(embedded)
+    second = bk.run_backup(embedded, "full", operator=OPERATOR)
+    result = run_drill(embedded, operator=OPERATOR)
     assert result["passed"], [c for c in result["checks"] if not c["passed"]]
     assert result["backup_id"] == second["backup_id"] and result["rto_seconds"] > 0
     assert result["rpo_seconds"] >= 0
@@ -65,15 +69,15 @@ def test_drill_restores_latest_and_a_point_between_backups(embedded: Platform) -
 
 
 def test_with_one_backup_the_point_in_time_restore_is_reported_skipped(embedded: Platform) -> None:
-    bk.run_backup(embedded, "full")
-    result = run_drill(embedded)
+    bk.run_backup(embedded, "full", operator=OPERATOR)
+    result = run_drill(embedded, operator=OPERATOR)
     assert result["passed"] and result["restores"][1]["skipped"].startswith("only one backup")
 
 
 def test_a_failed_drill_alerts_by_audit_log_and_webhook(embedded: Platform, webhook: tuple[str, list[dict]],
                                                         caplog: pytest.LogCaptureFixture) -> None:
     url, received = webhook
-    result = bk.run_backup(embedded, "full")
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
     store = embedded.objects
     assert isinstance(store, LocalObjectStore)
     blob = store._key_dir(result["location"]) / f"{store.head(result['location']).version_id}.blob"
@@ -82,7 +86,7 @@ def test_a_failed_drill_alerts_by_audit_log_and_webhook(embedded: Platform, webh
     blob.write_bytes(bytes(data))
 
     with caplog.at_level(logging.ERROR, logger="encaptio_data.lifecycle.drill"):
-        drill = run_drill(embedded, webhook_url=url)
+        drill = run_drill(embedded, webhook_url=url, operator=OPERATOR)
     assert not drill["passed"] and drill["rto_seconds"] is None
     failed = [c for c in drill["checks"] if not c["passed"]]
     assert failed[0]["name"] == "drill_completed" and result["location"] in failed[0]["detail"]
@@ -96,6 +100,6 @@ def test_a_failed_drill_alerts_by_audit_log_and_webhook(embedded: Platform, webh
 
 def test_an_unreachable_webhook_is_logged_never_raised(embedded: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ENCAPTIO_ALERT_WEBHOOK", "http://127.0.0.1:9/unreachable")
-    drill = run_drill(embedded)  # no backup at all: the drill fails
+    drill = run_drill(embedded, operator=OPERATOR)  # no backup at all: the drill fails
     assert not drill["passed"] and "no SQLite backup" in drill["checks"][0]["detail"]
     assert drill["alert"]["webhook"].startswith("failed")

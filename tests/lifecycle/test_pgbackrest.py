@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from encaptio_data.authz import system_principal
 from encaptio_data import audit
 from encaptio_data.db.models import AuditEntry, Backup, ErasureLedger, User
 from encaptio_data.keys import KeyStore
@@ -22,6 +23,9 @@ from encaptio_data.platform import Platform
 from encaptio_data.privacy.erasure import erase_subject
 from tests.lifecycle.conftest import PG_GROUP, Stanza
 from tests.privacy.conftest import plant
+
+# Backups and drills are what the schedules do: they run as the Dagster system principal.
+OPERATOR = system_principal("dagster", run="test")
 
 pytestmark = [PG_GROUP, pytest.mark.slow]
 
@@ -53,11 +57,11 @@ def test_the_passphrase_from_the_key_store_is_never_replaced(pg_stanza: Stanza) 
 
 
 def test_full_and_incremental_backups_verify_and_restore_to_their_manifest(pg_platform: Platform) -> None:
-    full = bk.run_backup(pg_platform, "full")
+    full = bk.run_backup(pg_platform, "full", operator=OPERATOR)
     assert full["store"] == "postgresql" and full["type"] == "full" and full["repos"] == [1, 2]
     assert all(v["passed"] for v in full["verify"]) and full["tables"] > 10
     audit.append(pg_platform.db, actor="test", action="test.between-backups")
-    incremental = bk.run_backup(pg_platform, "incremental")
+    incremental = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
     assert incremental["type"] == "incr" and incremental["repos"] == [1]
 
     listed = {row["id"]: row for row in bk.list_backups(pg_platform, store="postgresql")}
@@ -84,7 +88,7 @@ def _audit_actions(port: int, platform: Platform) -> list[str]:
 
 def test_point_in_time_restore_holds_exactly_what_was_committed_before_the_target(
         pg_platform: Platform, pg_stanza: Stanza) -> None:
-    bk.run_backup(pg_platform, "incremental")
+    bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
     engine = pg_platform.db.engine
     audit.append(pg_platform.db, actor="test", action="canary.before")
     target = pgb.server_now(engine)
@@ -93,7 +97,7 @@ def test_point_in_time_restore_holds_exactly_what_was_committed_before_the_targe
 
     data_dir = pg_stanza.root / "scratch-pitr" / "data"
     try:
-        result = bk.restore(pg_platform, target, data_dir)
+        result = bk.restore(pg_platform, target, data_dir, operator=OPERATOR)
         assert result["semantics"].startswith("every transaction committed at or before")
         assert all(check["passed"] for check in result["checks"]), result["checks"]
         assert 0 <= result["rpo_seconds"] < 0.05 and result["rto_seconds"] > 0
@@ -108,12 +112,12 @@ def test_point_in_time_restore_holds_exactly_what_was_committed_before_the_targe
     finally:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
     with pytest.raises(bk.BackupError, match="no PostgreSQL backup"):
-        bk.restore(pg_platform, target - timedelta(days=365), pg_stanza.root / "never")
+        bk.restore(pg_platform, target - timedelta(days=365), pg_stanza.root / "never", operator=OPERATOR)
 
 
 def test_a_damaged_repository_file_fails_verify_and_the_restore_names_it(pg_platform: Platform,
                                                                         pg_stanza: Stanza) -> None:
-    result = bk.run_backup(pg_platform, "incremental")
+    result = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
     backup_dir = pg_stanza.stanza.repo1_path / "backup" / "encaptio_test" / result["label"]
     victim = max((p for p in backup_dir.rglob("*") if p.is_file() and "manifest" not in p.name),
                  key=lambda p: p.stat().st_size)
@@ -144,7 +148,7 @@ def test_a_damaged_repository_file_fails_verify_and_the_restore_names_it(pg_plat
 def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platform: Platform,
                                                                       pg_stanza: Stanza) -> None:
     victim, bystander = plant(pg_platform, "victim"), plant(pg_platform, "bystander")
-    bk.run_backup(pg_platform, "incremental")
+    bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
     time.sleep(1.1)  # pgBackRest compares stop and target times in whole seconds
     audit.append(pg_platform.db, actor="test", action="canary.before-erasure")
     target = pgb.server_now(pg_platform.db.engine)
@@ -153,7 +157,7 @@ def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platfor
     with pg_platform.db.session() as session:
         ledger = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
 
-    result = bk.restore(pg_platform, target, "live")
+    result = bk.restore(pg_platform, target, "live", operator=OPERATOR)
     assert result["target"] == "live" and result["ledger"]["subjects_erased_again"] == 1
     assert all(check["passed"] for check in result["checks"])
     with pg_platform.db.session() as session:
@@ -165,16 +169,16 @@ def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platfor
     assert actions.index("canary.before-erasure") < actions.index("backup.restored")
     assert pg_stanza.cluster.is_running()
     with pytest.raises(bk.BackupError, match="no PostgreSQL backup"):
-        bk.restore(pg_platform, target - timedelta(days=365), "live")
+        bk.restore(pg_platform, target - timedelta(days=365), "live", operator=OPERATOR)
     assert pg_stanza.cluster.is_running(), "an impossible target must be refused before the cluster stops"
     # Archiving goes on from the restored cluster's new timeline: the next backup works.
-    assert bk.run_backup(pg_platform, "incremental")["status"] == "succeeded"
+    assert bk.run_backup(pg_platform, "incremental", operator=OPERATOR)["status"] == "succeeded"
 
 
 def test_drill_restores_twice_and_records_rto_rpo_evidence(pg_platform: Platform) -> None:
-    bk.run_backup(pg_platform, "full")
+    bk.run_backup(pg_platform, "full", operator=OPERATOR)
     time.sleep(1)  # pgBackRest records stop times in whole seconds
-    result = run_drill(pg_platform)
+    result = run_drill(pg_platform, operator=OPERATOR)
     failed = [c for c in result["checks"] if not c["passed"]]
     assert result["passed"], failed
     names = {c["name"] for c in result["checks"]}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from encaptio_data.authz import system_principal
 from encaptio_data import audit
 from encaptio_data.db.models import AuditEntry, Backup, ErasureLedger, User, utcnow
 from encaptio_data.db.session import Database
@@ -21,6 +22,9 @@ from encaptio_data.platform import Platform
 from encaptio_data.privacy.erasure import erase_subject
 from encaptio_data.stores.objects import LocalObjectStore
 from tests.privacy.conftest import plant
+
+# Backups and drills are what the schedules do: they run as the Dagster system principal.
+OPERATOR = system_principal("dagster", run="test")
 
 
 def _actions(path: Path) -> list[str]:
@@ -34,7 +38,7 @@ def _actions(path: Path) -> list[str]:
 
 def test_backup_is_encrypted_checksummed_listed_and_verifies(sqlite_platform: Platform) -> None:
     audit.append(sqlite_platform.db, actor="test", action="test.canary-in-backup")
-    result = bk.run_backup(sqlite_platform, "full")
+    result = bk.run_backup(sqlite_platform, "full", operator=OPERATOR)
     assert result["location"].startswith(bk.SQLITE_PREFIX) and result["location"].endswith(".db.enc")
     stored = sqlite_platform.objects.get(result["location"])
     assert not stored.startswith(b"SQLite format 3") and b"test.canary-in-backup" not in stored
@@ -55,10 +59,10 @@ def test_backup_is_encrypted_checksummed_listed_and_verifies(sqlite_platform: Pl
 
 
 def test_an_hourly_incremental_is_a_complete_copy_and_says_so(embedded: Platform) -> None:
-    result = bk.run_backup(embedded, "incremental")
+    result = bk.run_backup(embedded, "incremental", operator=OPERATOR)
     assert result["kind"] == "full" and result["requested_kind"] == "incremental"
     with pytest.raises(bk.InvalidInputError):
-        bk.run_backup(embedded, "differential")
+        bk.run_backup(embedded, "differential", operator=OPERATOR)
 
 
 def _flip_stored_byte(platform: Platform, key: str) -> None:
@@ -72,7 +76,7 @@ def _flip_stored_byte(platform: Platform, key: str) -> None:
 
 
 def test_a_flipped_byte_fails_verify_and_restore_refuses_naming_the_file(embedded: Platform, tmp_path: Path) -> None:
-    result = bk.run_backup(embedded, "full")
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
     _flip_stored_byte(embedded, result["location"])
     with pytest.raises(bk.BackupIntegrityError) as raised:
         bk.verify_backup(embedded, result["backup_id"])
@@ -84,14 +88,14 @@ def test_a_flipped_byte_fails_verify_and_restore_refuses_naming_the_file(embedde
 
     target = tmp_path / "restored.sqlite3"
     with pytest.raises(bk.BackupIntegrityError) as raised:
-        bk.restore(embedded, utcnow(), target)
+        bk.restore(embedded, utcnow(), target, operator=OPERATOR)
     assert result["location"] in str(raised.value) and "refused" in str(raised.value)
     assert not target.exists() and not list(tmp_path.glob(".restore-*"))
 
 
 def test_a_wrong_master_key_fails_verify_and_restore_refuses_naming_the_file(sqlite_platform: Platform,
                                                                             tmp_path: Path) -> None:
-    result = bk.run_backup(sqlite_platform, "full")
+    result = bk.run_backup(sqlite_platform, "full", operator=OPERATOR)
     master = sqlite_platform.settings.keys_dir / "master.key"
     original = master.read_bytes()
     master.write_bytes(bytes(32))  # another key (a restore on a host with the wrong key file)
@@ -100,7 +104,7 @@ def test_a_wrong_master_key_fails_verify_and_restore_refuses_naming_the_file(sql
             bk.verify_backup(sqlite_platform, result["backup_id"])
         assert result["location"] in str(raised.value)
         with pytest.raises(bk.BackupIntegrityError, match="wrong key") as raised:
-            bk.restore(sqlite_platform, utcnow(), tmp_path / "restored.sqlite3")
+            bk.restore(sqlite_platform, utcnow(), tmp_path / "restored.sqlite3", operator=OPERATOR)
         assert result["location"] in str(raised.value)
     finally:
         master.write_bytes(original)
@@ -108,11 +112,11 @@ def test_a_wrong_master_key_fails_verify_and_restore_refuses_naming_the_file(sql
 
 
 def test_backups_stay_readable_after_a_master_key_rotation(embedded: Platform) -> None:
-    before = bk.run_backup(embedded, "full")
+    before = bk.run_backup(embedded, "full", operator=OPERATOR)
     rotated = KeyStore(embedded.settings.keys_dir).rotate_master()
     assert rotated["old_master_key_id"] == before["key_id"]
     assert bk.verify_backup(embedded, before["backup_id"])["passed"]
-    after = bk.run_backup(embedded, "full")
+    after = bk.run_backup(embedded, "full", operator=OPERATOR)
     assert after["key_id"] == rotated["new_master_key_id"]
     (embedded.settings.keys_dir / rotated["retired_to"]).unlink()  # a retired key thrown away too early
     with pytest.raises(bk.BackupIntegrityError, match="no retired key of that id") as raised:
@@ -123,41 +127,42 @@ def test_backups_stay_readable_after_a_master_key_rotation(embedded: Platform) -
 def test_restore_to_a_time_is_the_nearest_backup_at_or_before_it(sqlite_platform: Platform, tmp_path: Path) -> None:
     platform = sqlite_platform
     audit.append(platform.db, actor="test", action="canary.before-first")
-    first = bk.run_backup(platform, "full")
+    first = bk.run_backup(platform, "full", operator=OPERATOR)
     audit.append(platform.db, actor="test", action="canary.between")
     time.sleep(0.01)
-    second = bk.run_backup(platform, "full")
+    second = bk.run_backup(platform, "full", operator=OPERATOR)
     first_at = datetime.fromisoformat(first["snapshot_at"])
     second_at = datetime.fromisoformat(second["snapshot_at"])
 
-    between = bk.restore(platform, first_at + (second_at - first_at) / 2, tmp_path / "between.sqlite3")
+    between = bk.restore(platform, first_at + (second_at - first_at) / 2, tmp_path / "between.sqlite3",
+                         operator=OPERATOR)
     assert between["backup_id"] == first["backup_id"] and between["semantics"].startswith("nearest backup")
     actions = _actions(tmp_path / "between.sqlite3")
     assert "canary.before-first" in actions and "canary.between" not in actions
     assert between["rpo_seconds"] == pytest.approx(((second_at - first_at) / 2).total_seconds(), abs=1e-3)
 
-    exactly = bk.restore(platform, second_at, tmp_path / "second.sqlite3")
+    exactly = bk.restore(platform, second_at, tmp_path / "second.sqlite3", operator=OPERATOR)
     assert exactly["backup_id"] == second["backup_id"] and "canary.between" in _actions(tmp_path / "second.sqlite3")
 
     with pytest.raises(bk.BackupError, match="no SQLite backup was taken at or before"):
-        bk.restore(platform, first_at - timedelta(microseconds=1), tmp_path / "none.sqlite3")
+        bk.restore(platform, first_at - timedelta(microseconds=1), tmp_path / "none.sqlite3", operator=OPERATOR)
     with pytest.raises(bk.InvalidInputError, match="timezone-aware"):
-        bk.restore(platform, datetime.now(), tmp_path / "naive.sqlite3")  # noqa: DTZ005
+        bk.restore(platform, datetime.now(), tmp_path / "naive.sqlite3", operator=OPERATOR)  # noqa: DTZ005
     with pytest.raises(bk.BackupError, match="already exists"):
-        bk.restore(platform, second_at, tmp_path / "second.sqlite3")
+        bk.restore(platform, second_at, tmp_path / "second.sqlite3", operator=OPERATOR)
 
 
 def test_restore_then_ledger_replay_keeps_erased_subjects_erased(sqlite_platform: Platform, tmp_path: Path) -> None:
     platform = sqlite_platform
     victim, bystander = plant(platform, "victim"), plant(platform, "bystander")
-    backup = bk.run_backup(platform, "full")
+    backup = bk.run_backup(platform, "full", operator=OPERATOR)
     erase_subject(platform, victim.user_id, actor="test")
     with platform.db.session() as session:
         ledger = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
     assert len(ledger) == 1
 
     # The backup predates the erasure: restored as is, it would bring the victim back.
-    scratch = bk.restore(platform, utcnow(), tmp_path / "scratch.sqlite3")
+    scratch = bk.restore(platform, utcnow(), tmp_path / "scratch.sqlite3", operator=OPERATOR)
     assert scratch["backup_id"] == backup["backup_id"]
     assert scratch["ledger"]["ledger_rows_added"] == 1 and scratch["ledger"]["subjects_erased_again"] == 1
     restored = Database(f"sqlite:///{tmp_path / 'scratch.sqlite3'}")
@@ -169,7 +174,7 @@ def test_restore_then_ledger_replay_keeps_erased_subjects_erased(sqlite_platform
     # Re-erasing in the scratch copy left the live stores alone.
     assert platform.cache.get(f"session:{bystander.canary}") == bystander.canary.encode()
 
-    live = bk.restore(platform, utcnow(), "live")
+    live = bk.restore(platform, utcnow(), "live", operator=OPERATOR)
     assert live["target"] == "live" and live["ledger"]["subjects_erased_again"] == 1
     assert all(check["passed"] for check in live["checks"])
     with platform.db.session() as session:
@@ -184,21 +189,21 @@ def test_restore_then_ledger_replay_keeps_erased_subjects_erased(sqlite_platform
 
 
 def test_a_restore_over_a_live_database_in_use_is_refused(embedded: Platform) -> None:
-    bk.run_backup(embedded, "full")
+    bk.run_backup(embedded, "full", operator=OPERATOR)
     holder = sqlite3.connect(bk.sqlite_database_path(embedded.db), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
     try:
         with pytest.raises(bk.BackupError, match="in use"):
-            bk.restore(embedded, utcnow(), "live")
+            bk.restore(embedded, utcnow(), "live", operator=OPERATOR)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    assert bk.restore(embedded, utcnow(), "live")["target"] == "live"
+    assert bk.restore(embedded, utcnow(), "live", operator=OPERATOR)["target"] == "live"
 
 
 def test_without_a_readable_ledger_a_restore_needs_an_exported_one(embedded: Platform, tmp_path: Path) -> None:
     victim = plant(embedded, "lost")
-    bk.run_backup(embedded, "full")
+    bk.run_backup(embedded, "full", operator=OPERATOR)
     erase_subject(embedded, victim.user_id, actor="test")
     exported = bk.export_ledger(embedded)
     embedded.db.dispose()
@@ -207,15 +212,15 @@ def test_without_a_readable_ledger_a_restore_needs_an_exported_one(embedded: Pla
     for suffix in ("-wal", "-shm"):
         Path(f"{live}{suffix}").unlink(missing_ok=True)
     with pytest.raises(bk.BackupError, match="erasure ledger"):
-        bk.restore(embedded, utcnow(), tmp_path / "scratch.sqlite3")
-    result = bk.restore(embedded, utcnow(), "live", ledger=exported)
+        bk.restore(embedded, utcnow(), tmp_path / "scratch.sqlite3", operator=OPERATOR)
+    result = bk.restore(embedded, utcnow(), "live", ledger=exported, operator=OPERATOR)
     assert result["ledger"]["subjects_erased_again"] == 1
     with embedded.db.session() as session:
         assert session.get(User, victim.user_id) is None
 
 
 def test_the_object_store_is_the_catalog_of_record(embedded: Platform) -> None:
-    result = bk.run_backup(embedded, "full")
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
     with embedded.db.session() as session:
         session.execute(sa.delete(Backup))
     listed = bk.list_backups(embedded)

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from encaptio_data.accounts import add_user, ensure_organization
+from encaptio_data.authz import Grant, Permission, Principal
 from encaptio_data.content.uploads import upload_key
 from encaptio_data.db.enums import EventType, OrganizationTier
 from encaptio_data.db.models import Capsule, Content, Interaction, InteractionEvent
@@ -79,7 +80,9 @@ def add_event(platform: Platform, capsule_id: uuid.UUID, user_id: uuid.UUID | No
 
 def hits(platform: Platform, box: Box, query: str, mode: str = "fulltext") -> list[str]:
     """Content ids of the hits, through the cache like every product search."""
-    service = SearchService(platform.vectors, platform.cache, embedder=HashingEmbedder())
+    searcher = Principal("system:test-search", (Grant(frozenset({Permission.SEARCH_ORG}), None),), system=True)
+    service = SearchService(platform.vectors, platform.cache, principal=searcher, db=platform.db,
+                            embedder=HashingEmbedder())
     page = service.search(SearchRequest(organization_id=str(box.organization_id), query=query, mode=mode))
     return [hit.content_id for hit in page.hits]
 

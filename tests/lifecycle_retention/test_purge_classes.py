@@ -12,6 +12,7 @@ import boto3
 import pytest
 import sqlalchemy as sa
 
+from encaptio_data.authz import system_principal
 from encaptio_data import audit
 from encaptio_data.analytics.aggregate import materialize_day
 from encaptio_data.db.enums import BackupKind, BackupStatus, HoldScope, OrganizationTier, RetentionAction
@@ -27,6 +28,9 @@ from encaptio_data.db.models import (
 from encaptio_data.lifecycle.purge import purge
 from encaptio_data.platform import Platform
 from tests.lifecycle_retention.conftest import add_event, at, new_box
+
+# Backups and drills are what the schedules do: they run as the Dagster system principal.
+OPERATOR = system_principal("dagster", run="test")
 
 DAY = date(2026, 1, 12)
 NOW = datetime(2026, 4, 30, 12, tzinfo=UTC)  # DAY is 108 days back: past the 90-day raw-event retention
@@ -125,7 +129,7 @@ def test_backups_roll_over_after_30_days_keeping_what_restores_need(embedded: Pl
     stamp = (NOW - timedelta(days=45)).strftime("%Y%m%dT%H%M%S.%fZ")
     for suffix in (".db.enc", ".manifest.json"):
         platform.objects.put(f"backups/sqlite/{stamp}-{lost}{suffix}", b"{}")
-    real = uuid.UUID(run_backup(platform)["backup_id"])  # the backup module's own layout
+    real = uuid.UUID(run_backup(platform, operator=OPERATOR)["backup_id"])  # the backup module's own layout
     with platform.db.session() as session:
         session.get(Backup, real).started_at = NOW - timedelta(days=40)
     incremental = _backup(platform, 2, manifest={"base_backup_id": str(base)})

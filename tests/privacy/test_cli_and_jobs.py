@@ -38,11 +38,12 @@ def test_dsar_access_round_trip_through_the_cli(tmp_path: Path) -> None:
     platform, subject = _setup()
     request = _json("dsar", "submit", "--type", "access", "--email", subject.email)
     assert request["status"] == "approved"
-    (done,) = _json("dsar", "process", request["id"])
+    (done,) = _json("dsar", "process", request["id"], "--as", "dpo@acme.test")
     assert done["status"] == "completed"
     status = _json("dsar", "status", request["id"])
     assert status["receipt"]["signature"] and subject.email not in json.dumps(status)
-    downloaded = _json("dsar", "download", status["receipt"]["export"]["token"], "--out", str(tmp_path))
+    downloaded = _json("dsar", "download", status["receipt"]["export"]["token"], "--out", str(tmp_path),
+                       "--as", "dpo@acme.test")
     assert Path(downloaded["path"]).stat().st_size > 1000
     assert _json("audit", "verify")["valid"]
 

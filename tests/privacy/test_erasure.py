@@ -25,7 +25,7 @@ def _erase(platform: Platform, email: str, officer: str) -> dict:
     submitted = requests.submit(type="erasure", email=email)
     assert submitted.request["status"] == "identity_verified"
     requests.approve(submitted.request["id"], operator=officer)
-    return RequestProcessor(platform).process(submitted.request["id"])
+    return RequestProcessor(platform).process(submitted.request["id"], operator=officer)
 
 
 def test_canary_leaves_no_byte_anywhere_and_others_are_untouched(platform: Platform, officer: str) -> None:
@@ -91,10 +91,10 @@ def test_crash_in_the_middle_of_an_erasure_converges(platform: Platform, officer
     with monkeypatch.context() as patch:
         patch.setattr(erasure, "purge_vectors", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt("killed")))
         with pytest.raises(KeyboardInterrupt):
-            RequestProcessor(platform).process(request_id)
+            RequestProcessor(platform).process(request_id, operator=officer)
     with platform.db.session() as session:
         assert session.get(User, victim.user_id) is not None, "rows go last, so a crash keeps them"
-    result = RequestProcessor(platform).process(request_id)
+    result = RequestProcessor(platform).process(request_id, operator=officer)
     assert result["status"] == "completed"
     assert verify_erased(platform, victim.user_id, [victim.canary]).passed
 

@@ -7,17 +7,21 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from encaptio_data.corpus import Corpus
+from encaptio_data.authz import Grant, Permission, Principal
 from encaptio_data.errors import InvalidInputError
 from encaptio_data.platform import Platform
 from encaptio_data.search.service import SearchMode, SearchRequest, SearchService, SortOrder
 
 MODES = list(SearchMode)
+# A principal allowed to search every organization: these tests are about search, not about roles
+# (tests/test_authz.py covers those).
+SEARCHER = Principal("system:test-search", (Grant(frozenset({Permission.SEARCH_ORG}), None),), system=True)
 
 
 @pytest.fixture(scope="module")
 def service(built: tuple[Platform, Corpus]) -> SearchService:
     platform, _ = built
-    return SearchService(platform.vectors, platform.cache)
+    return SearchService(platform.vectors, platform.cache, principal=SEARCHER, db=platform.db)
 
 
 def _org(corpus: Corpus, index: int = 0) -> str:
