@@ -28,11 +28,14 @@ class Settings(BaseSettings):
     s3_region: str = Field(default="us-east-1")
     s3_sse: str | None = Field(default="AES256", description="Server-side encryption for S3 puts; empty to disable.")
     lancedb_uri: str | None = Field(default=None, description="LanceDB URI; default <data dir>/lancedb.")
+    lancedb_local_copy: str | None = Field(
+        default=None, description="Directory of a local serving copy of an s3:// LanceDB: searches read it, "
+                                  "`encaptio vectors sync` refreshes it; unset means searches read the LanceDB URI.")
     redis_url: str | None = Field(default=None, description="redis://...; unset means an in-process cache.")
     cache_namespace: str = Field(default="encaptio", description="Prefix of every cache key, so tenants of one Redis never collide.")
     operator: str | None = Field(default=None, description="Who the CLI acts as, recorded in the audit trail.")
 
-    @field_validator("database_url", "object_store", "lancedb_uri", "redis_url", "s3_endpoint_url", "s3_sse", "operator")
+    @field_validator("database_url", "object_store", "lancedb_uri", "lancedb_local_copy", "redis_url", "s3_endpoint_url", "s3_sse", "operator")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value.strip() or None if isinstance(value, str) else value

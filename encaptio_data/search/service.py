@@ -45,6 +45,7 @@ from encaptio_data.db.session import Database
 from encaptio_data.errors import InvalidInputError, NotFoundError
 from encaptio_data.search.index import open_chunks_table
 from encaptio_data.stores.cache import Cache, get_json, set_json
+from encaptio_data.stores.vector_replica import serving_store
 from encaptio_data.stores.vectors import VectorStore
 
 MAX_QUERY_CHARS = 1_000
@@ -230,7 +231,8 @@ class SearchService:
             raise TypeError("SearchService needs a resolved authz.Principal (authz.resolve or authz.system_principal)")
         self.principal = principal
         self._db = db
-        self._vectors = vectors
+        # Writers share the durable copy; searches read the local serving copy when there is one.
+        self._vectors = serving_store(vectors)
         self._cache = cache
         self._embedder = embedder
         self._table: lancedb.table.Table | None = None

@@ -74,6 +74,16 @@ class VectorStore(Protocol):
 
 
 def open_vector_store(settings: Settings) -> VectorStore:
+    """The vector store the settings name: ``open_lancedb_store``, with a local serving copy
+    (stores/vector_replica.py) when ENCAPTIO_LANCEDB_LOCAL_COPY is set."""
+    if settings.lancedb_local_copy:
+        from encaptio_data.stores.vector_replica import open_synced_vector_store
+
+        return open_synced_vector_store(settings, settings.lancedb_local_copy)
+    return open_lancedb_store(settings)
+
+
+def open_lancedb_store(settings: Settings) -> VectorStore:
     """LanceDB on S3 when ENCAPTIO_LANCEDB_URI is s3://..., else in a local directory."""
     uri = settings.resolved_lancedb_uri
     scheme = urlsplit(uri).scheme if "://" in uri else ""
