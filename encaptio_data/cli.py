@@ -13,19 +13,18 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from encaptio_data.cli_common import AsOption, JsonOption, console, emit, open_platform, progress_bar
+from encaptio_data.cli_common import bench_progress as _bench_progress
+from encaptio_data.cli_common import operator_of as _operator
 from encaptio_data.errors import EncaptioError
 from encaptio_data.platform import Platform
-from encaptio_data.settings import get_settings
 
 app = typer.Typer(name="encaptio", help="The Encaptio data platform.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
@@ -54,32 +53,6 @@ app.add_typer(quality_app, name="quality")
 bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
-
-console = Console(stderr=True)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-AsOption = Annotated[str | None, typer.Option("--as", help="Operator email (default ENCAPTIO_OPERATOR).")]
-
-
-def emit(payload: Any, as_json: bool, render: Any = None) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
-    elif render is not None:
-        render(payload)
-    else:
-        Console().print_json(json.dumps(payload, default=str))
-
-
-@contextmanager
-def progress_bar(enabled: bool) -> Iterator[Progress]:
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=not enabled, transient=False)
-    with progress:
-        yield progress
-
-
-def open_platform() -> Platform:
-    return Platform(get_settings())
-
 
 @app.command()
 def init(as_json: JsonOption = False) -> None:
@@ -201,10 +174,6 @@ def search(
             content_types=tuple(content_type or ()), created_from=aware(created_from), created_to=aware(created_to),
             sort=sort, limit=limit, offset=offset, cursor=cursor))
     emit(page.as_dict(), as_json, _render_search)
-
-
-def _operator(as_: str | None, platform: Platform) -> str | None:
-    return as_ or platform.settings.operator
 
 
 def _actor(as_: str | None, platform: Platform) -> str:
@@ -367,10 +336,6 @@ def consent_set(
     with open_platform() as platform, platform.db.session() as session:
         user = find_user(session, email=email, organization_id=org)
         emit(record_consent(session, user.id, purpose, granted=granted, version=version), as_json)
-
-
-def _bench_progress(as_json: bool) -> Any:
-    return None if as_json else (lambda message: console.print(message, highlight=False))
 
 
 @bench_app.command("search")
@@ -752,6 +717,13 @@ def _render_status(status: dict[str, Any]) -> None:
         table.add_row("vectors", name, str(count))
     table.add_row("cache", "keys", str(status["cache"]["keys"]))
     Console().print(table)
+
+
+# The data catalog and the compliance report (issue 9): the commands live in cli_governance.py.
+from encaptio_data.cli_governance import catalog_command, compliance_app  # noqa: E402
+
+app.command("catalog")(catalog_command)
+app.add_typer(compliance_app, name="compliance")
 
 
 def _render_demo(summary: dict[str, Any]) -> None:

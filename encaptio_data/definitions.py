@@ -9,6 +9,7 @@ import dagster as dg
 
 from encaptio_data.assets import analytics as analytics_assets
 from encaptio_data.assets import content as content_assets
+from encaptio_data.assets import governance as governance_assets
 from encaptio_data.assets import lifecycle as backup_assets
 from encaptio_data.assets import retention as retention_assets
 from encaptio_data.jobs import content_pipeline_job, search_index_job
@@ -26,13 +27,14 @@ from encaptio_data.sensors.privacy import consent_withdrawal_sensor, dsar_deadli
 defs = dg.Definitions(
     # The analytics list is explicit: it holds an AssetSpec (interaction_events) that
     # load_assets_from_modules does not pick up.
-    assets=[*dg.load_assets_from_modules([content_assets, retention_assets, backup_assets]),
-            *analytics_assets.analytics_assets],
+    assets=governance_assets.with_catalog([
+        *dg.load_assets_from_modules([content_assets, retention_assets, backup_assets]),
+        *analytics_assets.analytics_assets, *governance_assets.governance_assets]),
     asset_checks=[*dg.load_asset_checks_from_modules([content_assets]), *quality_checks],
     jobs=[content_pipeline_job, search_index_job, *dsar_jobs.values(), purge_job, archive_job,
-          *analytics_assets.analytics_jobs, *backup_jobs],
+          *analytics_assets.analytics_jobs, *backup_jobs, *governance_assets.governance_jobs],
     schedules=[search_index_schedule, purge_schedule, archive_schedule, *analytics_assets.analytics_schedules,
-               *backup_schedules],
+               *backup_schedules, *governance_assets.governance_schedules],
     sensors=[uploads_sensor, dsar_request_sensor, consent_withdrawal_sensor, dsar_deadline_sensor,
              *analytics_assets.analytics_sensors],
     resources={**default_resources(), **quality_resources(), "replica_store": ReplicaStoreResource()},

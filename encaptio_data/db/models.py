@@ -10,6 +10,8 @@ keys declared here, never from hand-kept lists.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -89,6 +91,82 @@ def personal(column: Any, classification: DataClassification = DataClassificatio
     return column
 
 
+@dataclass(frozen=True)
+class ColumnGroup:
+    """Columns that share a meaning and a classification, in the data catalog.
+
+    A personal or sensitive group about the row's subject holds exactly the columns declared
+    with ``personal(...)`` (so exports and erasure, which read those declarations, and the
+    catalog never disagree). ``subject_data=False`` marks personal data about someone else:
+    the operators who acted (audit actors, approvers), which must outlive a subject's erasure
+    and is therefore not ``personal(...)``. ``scanned_by`` names the process that finds PII in
+    free text the platform stores on purpose (document text), which the catalog's own PII
+    check then leaves to it.
+    """
+
+    description: str
+    classification: DataClassification
+    columns: tuple[str, ...]
+    retention: str | None = None
+    subject_data: bool = True
+    scanned_by: str | None = None
+
+
+_PROTECTED = {DataClassification.PERSONAL.value, DataClassification.SENSITIVE.value}
+
+
+def catalogued(*, owner: str, description: str, classification: DataClassification, retention: str,
+               groups: dict[str, ColumnGroup]) -> Callable[[type[Any]], type[Any]]:
+    """Declare a table's catalog entry (owner, description, classification, retention class, column groups).
+
+    Stored in ``table.info["catalog"]`` and each column's ``info["catalog_group"]``: metadata
+    only, no DDL, so no migration. ``governance.catalog`` reads it; a contradiction with the
+    ``personal(...)`` declarations fails at import, before any data is touched.
+    """
+
+    def apply(cls: type[Any]) -> type[Any]:
+        table = cls.__table__
+        for name, group in groups.items():
+            for column_name in group.columns:
+                if column_name not in table.c:
+                    raise ValueError(f"catalog of {table.name}: group {name!r} names unknown column {column_name!r}")
+                column = table.c[column_name]
+                if "catalog_group" in column.info:
+                    raise ValueError(f"catalog of {table.name}: column {column_name!r} is in two groups")
+                declared = column.info.get("classification")
+                about_subject = group.classification.value in _PROTECTED and group.subject_data
+                if (declared is not None) != about_subject or (declared and declared != group.classification.value):
+                    raise ValueError(f"catalog of {table.name}: column {column_name!r} is declared "
+                                     f"{declared or 'not personal'} but sits in the {group.classification.value} "
+                                     f"group {name!r}")
+                # Replaced, not updated: columns may share one info dict (``info=NOT_OWNED``).
+                column.info = {**column.info, "catalog_group": name}
+        table.info = {**table.info, "catalog": {
+            "owner": owner, "description": description, "classification": classification.value,
+            "retention": retention,
+            "groups": {name: {"description": g.description, "classification": g.classification.value,
+                              "columns": list(g.columns), "retention": g.retention or retention,
+                              "subject_data": g.subject_data, "scanned_by": g.scanned_by}
+                       for name, g in groups.items()},
+        }}
+        return cls
+
+    return apply
+
+
+def _keys(*columns: str) -> ColumnGroup:
+    return ColumnGroup("Identifiers and references to other rows.", DataClassification.INTERNAL, columns)
+
+
+def _times(*columns: str) -> ColumnGroup:
+    return ColumnGroup("When the row was created, changed or deleted.", DataClassification.INTERNAL, columns)
+
+
+_PERSONAL, _INTERNAL = DataClassification.PERSONAL, DataClassification.INTERNAL
+# Owners are Dagster owner strings, so the same values label assets in the UI.
+_PLATFORM, _PRIVACY, _ANALYTICS = "team:data-platform", "team:privacy", "team:analytics"
+
+
 # The subject graph (what belongs to a person) follows foreign keys from users outwards. An
 # edge marked NOT_OWNED is a reference, not ownership: another user's interaction with a
 # creator's capsule is not the creator's personal data, so the graph does not cross it.
@@ -120,6 +198,12 @@ def _created() -> Any:
     return mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="account",
+            description="Tenants: each organization's data is isolated from every other's.",
+            groups={"keys": _keys("id"),
+                    "profile": ColumnGroup("The organization's business name, URL slug and plan.", _INTERNAL,
+                                           ("name", "slug", "tier")),
+                    "timestamps": _times("created_at")})
 class Organization(Base):
     __tablename__ = "organizations"
 
@@ -132,6 +216,15 @@ class Organization(Base):
     __table_args__ = (sa.CheckConstraint("length(slug) > 0", name="slug_not_empty"),)
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="account",
+            description="People with an account in an organization: creators, viewers, operators.",
+            groups={"keys": _keys("id", "organization_id", "data_key_id"),
+                    "identity": ColumnGroup("Who the person is: email address and display name.", _PERSONAL,
+                                            ("email", "name")),
+                    "profile": ColumnGroup("Free-form profile attributes the person gave us.", _PERSONAL,
+                                           ("metadata",)),
+                    "access": ColumnGroup("The role that decides what the person may do.", _INTERNAL, ("role",)),
+                    "timestamps": _times("created_at", "updated_at", "deleted_at")})
 class User(Base):
     __tablename__ = "users"
 
@@ -157,6 +250,13 @@ class User(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="soft_deleted",
+            description="Collections of content a creator publishes; deleted capsules are recoverable for 30 days.",
+            groups={"keys": _keys("id", "organization_id", "owner_id"),
+                    "publication": ColumnGroup("What the creator wrote about the capsule and its publication state.",
+                                               _INTERNAL, ("title", "description", "status", "settings",
+                                                           "published_at")),
+                    "timestamps": _times("created_at", "updated_at", "deleted_at")})
 class Capsule(Base):
     __tablename__ = "capsules"
 
@@ -179,6 +279,15 @@ class Capsule(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="soft_deleted",
+            description="One row per distinct uploaded file, pointing at its exact object version.",
+            groups={"keys": _keys("id", "capsule_id", "organization_id", "uploaded_by"),
+                    "file": ColumnGroup("What the file is: type, title, file name, MIME type, size, metadata.",
+                                        _INTERNAL, ("type", "title", "filename", "mime_type", "size_bytes",
+                                                    "metadata")),
+                    "location": ColumnGroup("Where the bytes are: object key, version and sha256.", _INTERNAL,
+                                            ("object_key", "object_version", "sha256")),
+                    "timestamps": _times("created_at", "deleted_at")})
 class Content(Base):
     __tablename__ = "content"
 
@@ -208,6 +317,16 @@ class Content(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="derived",
+            description="Text extracted from each content item and how far the pipeline has carried it.",
+            groups={"keys": _keys("content_id"),
+                    "text": ColumnGroup("The document's text and structure, as its creator wrote it.", _INTERNAL,
+                                        ("text", "sections", "metadata"), scanned_by="pii_findings"),
+                    "pipeline": ColumnGroup("Extraction, chunking and embedding state per stage.", _INTERNAL,
+                                            ("sha256", "status", "reason", "extractor", "extractor_version",
+                                             "char_count", "page_count", "chunked_sha256", "chunker_version",
+                                             "chunk_count", "embedded_sha256", "embedding_model")),
+                    "timestamps": _times("extracted_at", "embedded_at")})
 class ContentExtraction(Base):
     """The text extracted from one content item, and how far the pipeline has carried it.
 
@@ -244,6 +363,14 @@ class ContentExtraction(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="derived",
+            description="Retrieval units of extracted text; LanceDB holds the same rows with their vectors.",
+            groups={"keys": _keys("id", "content_id", "capsule_id", "organization_id"),
+                    "text": ColumnGroup("A passage of the document and its heading.", _INTERNAL, ("text", "heading"),
+                                        scanned_by="pii_findings"),
+                    "position": ColumnGroup("Where the passage sits in its document.", _INTERNAL,
+                                            ("chunk_index", "start_char", "end_char", "page", "token_count",
+                                             "content_sha256"))})
 class Chunk(Base):
     """A retrieval unit of extracted text. The relational copy is the truth; LanceDB holds
     the same rows with their vectors and can always be rebuilt from here."""
@@ -272,6 +399,11 @@ class Chunk(Base):
     )
 
 
+@catalogued(owner=_ANALYTICS, classification=_PERSONAL, retention="raw_events",
+            description="End-user sessions with a capsule.",
+            groups={"keys": _keys("id", "capsule_id", "user_id", "session_id"),
+                    "client": ColumnGroup("The user's client (user agent, locale, address).", _PERSONAL, ("client",)),
+                    "timestamps": _times("started_at")})
 class Interaction(Base):
     """One end-user session with a capsule; its events hang below it."""
 
@@ -286,6 +418,13 @@ class Interaction(Base):
     client: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
 
 
+@catalogued(owner=_ANALYTICS, classification=_PERSONAL, retention="raw_events",
+            description="Raw interaction events (views, searches, chat turns, dwell, completions).",
+            groups={"keys": _keys("id", "interaction_id", "capsule_id", "user_id", "session_id"),
+                    "activity": ColumnGroup("What kind of event happened, and when.", _INTERNAL,
+                                            ("event_type", "occurred_at")),
+                    "payload": ColumnGroup("What the user typed or did: queries, questions, positions.", _PERSONAL,
+                                           ("payload",))})
 class InteractionEvent(Base):
     __tablename__ = "interaction_events"
 
@@ -303,6 +442,12 @@ class InteractionEvent(Base):
     __table_args__ = (sa.Index("ix_interaction_events_capsule_time", "capsule_id", "occurred_at"),)
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="account",
+            description="Append-only consent history per user and purpose; the latest row is in force.",
+            groups={"keys": _keys("id", "user_id"),
+                    "choice": ColumnGroup("The purpose, the choice made, the notice version and where it was made.",
+                                          _INTERNAL, ("purpose", "granted", "version", "source")),
+                    "timestamps": _times("recorded_at")})
 class Consent(Base):
     """Append-only consent history: the latest row per (user, purpose) is in force."""
 
@@ -319,6 +464,12 @@ class Consent(Base):
     __table_args__ = (sa.Index("ix_consents_user_purpose_time", "user_id", "purpose", "recorded_at"),)
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="account",
+            description="Art. 18 restrictions and Art. 21 objections that pipelines honour.",
+            groups={"keys": _keys("id", "user_id", "request_id"),
+                    "restriction": ColumnGroup("The kind, the purpose concerned and the stated reason.", _INTERNAL,
+                                               ("kind", "purpose", "reason")),
+                    "timestamps": _times("created_at", "lifted_at")})
 class ProcessingRestriction(Base):
     """Art. 18 restrictions and Art. 21 objections; pipelines exclude subjects with an active one."""
 
@@ -338,6 +489,20 @@ class ProcessingRestriction(Base):
     __table_args__ = (sa.CheckConstraint("lifted_at IS NULL OR lifted_at >= created_at", name="lifted_after_created"),)
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="compliance_record",
+            description="Data subject requests and how they were handled; kept, anonymized, after an erasure.",
+            groups={"keys": _keys("id", "organization_id", "user_id", "duplicate_of"),
+                    "subject": ColumnGroup("Who asked and what they asked to change.", _PERSONAL,
+                                           ("subject_email", "changes")),
+                    "pseudonyms": ColumnGroup("Keyed hashes: the subject and the verification code, unreadable.",
+                                              _INTERNAL, ("subject_hash", "verification_hash")),
+                    "workflow": ColumnGroup("Type, state, jurisdiction, channel, reasons and the signed receipt.",
+                                            _INTERNAL, ("type", "status", "jurisdiction", "source", "status_reason",
+                                                        "extension_reason", "receipt")),
+                    "handling": ColumnGroup("Who approved and handled each step (operators' identities).",
+                                            _PERSONAL, ("approved_by", "steps"), subject_data=False),
+                    "deadlines": _times("received_at", "verified_at", "approved_at", "due_at", "extended_due_at",
+                                        "completed_at")})
 class DataSubjectRequest(Base):
     __tablename__ = "data_subject_requests"
 
@@ -376,6 +541,16 @@ class DataSubjectRequest(Base):
     )
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="audit_log",
+            description="The append-only, hash-chained audit trail; subjects appear only as keyed hashes.",
+            groups={"chain": ColumnGroup("Sequence number and the hashes that chain the entries.", _INTERNAL,
+                                         ("seq", "prev_hash", "hash")),
+                    "event": ColumnGroup("What was done, to what, in which organization, with what details.",
+                                         _INTERNAL, ("action", "organization_id", "subject_ref", "target",
+                                                     "details")),
+                    "operator": ColumnGroup("Who acted: an operator's email or a system actor.", _PERSONAL,
+                                            ("actor",), subject_data=False),
+                    "timestamps": _times("occurred_at")})
 class AuditEntry(Base):
     """Append-only, hash-chained: each entry's hash covers its content and the previous hash."""
 
@@ -399,6 +574,12 @@ class AuditEntry(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="configuration",
+            description="Overrides of the default retention per data class, tier or organization.",
+            groups={"keys": _keys("id", "organization_id"),
+                    "policy": ColumnGroup("Data class, tier, days kept and what happens after.", _INTERNAL,
+                                          ("data_class", "tier", "retain_days", "action")),
+                    "timestamps": _times("created_at")})
 class RetentionPolicy(Base):
     __tablename__ = "retention_policies"
 
@@ -416,6 +597,13 @@ class RetentionPolicy(Base):
     )
 
 
+@catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="configuration",
+            description="Legal holds that suspend retention and erasure for what they cover.",
+            groups={"keys": _keys("id", "organization_id", "scope_id"),
+                    "hold": ColumnGroup("What the hold covers and counsel's reason.", _INTERNAL, ("scope", "reason")),
+                    "operator": ColumnGroup("Who placed the hold (an operator's email).", _PERSONAL, ("placed_by",),
+                                            subject_data=False),
+                    "timestamps": _times("placed_at", "released_at")})
 class LegalHold(Base):
     __tablename__ = "legal_holds"
 
@@ -434,6 +622,13 @@ class LegalHold(Base):
     )
 
 
+@catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="backups",
+            description="The backup catalog: every backup, its location, digest, key id and manifest.",
+            groups={"keys": _keys("id"),
+                    "backup": ColumnGroup("Store, kind, state, location, size, digest, wrapping key id and manifest.",
+                                          _INTERNAL, ("store", "kind", "status", "location", "size_bytes", "sha256",
+                                                      "key_id", "manifest")),
+                    "timestamps": _times("started_at", "finished_at")})
 class Backup(Base):
     __tablename__ = "backups"
 
@@ -455,6 +650,11 @@ class Backup(Base):
     )
 
 
+@catalogued(owner=_PRIVACY, classification=_INTERNAL, retention="compliance_record",
+            description="Who was erased, by keyed hash only; replayed after every restore.",
+            groups={"keys": _keys("id", "organization_id", "request_id"),
+                    "erasure": ColumnGroup("The erased subject's keyed hash.", _INTERNAL, ("subject_hash",)),
+                    "timestamps": _times("erased_at")})
 class ErasureLedger(Base):
     """Who was erased, by keyed hash only: replayed after any restore so erased data stays erased."""
 
@@ -482,6 +682,14 @@ def personal_columns(metadata: sa.MetaData = Base.metadata) -> dict[str, list[st
 from datetime import date  # noqa: E402  (appended section: the header above belongs to the core model)
 
 
+@catalogued(owner=_ANALYTICS, classification=_INTERNAL, retention="analytics",
+            description="Engagement per capsule and UTC day, counted over pseudonyms.",
+            groups={"keys": _keys("day", "capsule_id", "organization_id"),
+                    "metrics": ColumnGroup("Counts and dwell statistics of the day.", _INTERNAL,
+                                           ("events", "views", "unique_sessions", "searches", "chat_turns",
+                                            "dwell_events", "completions", "total_dwell_seconds",
+                                            "median_dwell_seconds", "unique_users")),
+                    "timestamps": _times("computed_at")})
 class DailyEngagement(Base):
     """Engagement per capsule and UTC day, rebuilt whole each time its day is materialized.
 
@@ -518,6 +726,11 @@ class DailyEngagement(Base):
     )
 
 
+@catalogued(owner=_ANALYTICS, classification=_INTERNAL, retention="analytics",
+            description="The most frequent search queries per capsule and day, each issued by at least k subjects.",
+            groups={"keys": _keys("day", "capsule_id"),
+                    "query": ColumnGroup("The normalised query text and how often it was issued.", _INTERNAL,
+                                         ("query_norm", "count", "subjects", "rank"))})
 class DailyTopQuery(Base):
     """The most frequent normalised search queries per capsule and day, each issued by at least k subjects.
 
@@ -540,6 +753,13 @@ class DailyTopQuery(Base):
     )
 
 
+@catalogued(owner=_ANALYTICS, classification=_INTERNAL, retention="operational",
+            description="What each materialization of an engagement day read, aggregated, quarantined and excluded.",
+            groups={"keys": _keys("day"),
+                    "ledger": ColumnGroup("Counts that reconcile the day's raw events with the aggregates.", _INTERNAL,
+                                          ("events_read", "events_aggregated", "events_quarantined",
+                                           "events_excluded", "subjects_excluded", "top_query_k", "details")),
+                    "timestamps": _times("materialized_at", "raw_purged_at")})
 class DailyEngagementRun(Base):
     """What the last materialization of a day read and did with it: the ledger aggregates reconcile against."""
 
@@ -563,6 +783,12 @@ class DailyEngagementRun(Base):
     )
 
 
+@catalogued(owner=_ANALYTICS, classification=_INTERNAL, retention="operational",
+            description="Events analytics could not use, by event id and reason; no payload, no user id.",
+            groups={"keys": _keys("id", "event_id", "capsule_id"),
+                    "rejection": ColumnGroup("The event's day and type, and why it was rejected.", _INTERNAL,
+                                             ("day", "event_type", "reason", "detail")),
+                    "timestamps": _times("occurred_at", "quarantined_at")})
 class AnalyticsQuarantine(Base):
     """Events analytics could not use, one row per event with the reason.
 
@@ -585,6 +811,13 @@ class AnalyticsQuarantine(Base):
     quarantined_at: Mapped[datetime] = _created()
 
 
+@catalogued(owner=_ANALYTICS, classification=_INTERNAL, retention="compliance_record",
+            description="The differential-privacy ledger: one row per release with the epsilon it spent.",
+            groups={"keys": _keys("id"),
+                    "release": ColumnGroup("Dataset, period, epsilon spent and left, mechanism and where it went.",
+                                           _INTERNAL, ("dataset", "period", "epsilon", "epsilon_budget",
+                                                       "epsilon_remaining", "mechanism", "parameters", "object_key")),
+                    "timestamps": _times("released_at")})
 class PrivacyBudget(Base):
     """The differential-privacy ledger: one row per release, with the epsilon it spent.
 
@@ -612,6 +845,13 @@ class PrivacyBudget(Base):
     )
 
 
+@catalogued(owner=_PRIVACY, classification=_INTERNAL, retention="derived",
+            description="Where PII was detected: place, kind, score and a keyed hash, never the matched text.",
+            groups={"keys": _keys("id", "content_id", "event_id"),
+                    "finding": ColumnGroup("Source, field, entity kind, span, score and the value's keyed hash.",
+                                           _INTERNAL, ("source", "field", "entity_type", "start_char", "end_char",
+                                                       "score", "value_hash")),
+                    "timestamps": _times("detected_at")})
 class PiiFinding(Base):
     """Where PII was detected: the place, the kind and a keyed hash, never the matched text."""
 
@@ -638,6 +878,12 @@ class PiiFinding(Base):
     )
 
 
+@catalogued(owner=_PRIVACY, classification=_INTERNAL, retention="operational",
+            description="What the PII scan last looked at per source item, so each run scans only what changed.",
+            groups={"keys": _keys("source", "source_key"),
+                    "state": ColumnGroup("Fingerprint of what was scanned and how many findings it had.", _INTERNAL,
+                                         ("fingerprint", "findings")),
+                    "timestamps": _times("scanned_at")})
 class PiiScanState(Base):
     """What the PII scan last looked at per source item, so each run scans only what changed."""
 
