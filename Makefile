@@ -34,6 +34,7 @@ validate: install
 
 test: install services
 	bash scripts/install-pgbackrest
+	bash scripts/install-chromium
 	$(BIN)/pytest -n 2 --dist loadgroup -q
 
 bench: install
