@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export ENCAPTIO_DATA_DIR ?= $(CURDIR)/.encaptio
 
-.PHONY: install demo ui test services bench validate clean
+.PHONY: install demo ui prod-ui test services bench validate clean
 
 # Re-install only when the pins or the project metadata change.
 $(STAMP): pyproject.toml constraints.txt
@@ -25,6 +25,10 @@ demo: install
 
 ui: install
 	DAGSTER_HOME=$(ENCAPTIO_DATA_DIR)/dagster $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The production profile: Dagster on PostgreSQL (ENCAPTIO_DAGSTER_PG_URL) with its run queue and daemon.
+prod-ui: install
+	scripts/run-production
 
 services:
 	bash .ci/services

@@ -53,6 +53,8 @@ app.add_typer(quality_app, name="quality")
 bench_app = typer.Typer(help="Benchmarks (each measures a baseline in the same run). Results: docs/benchmarks.md.",
                         no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+vectors_app = typer.Typer(help="The vector store's local serving copy (ENCAPTIO_LANCEDB_LOCAL_COPY).", no_args_is_help=True)
+app.add_typer(vectors_app, name="vectors")
 
 @app.command()
 def init(as_json: JsonOption = False) -> None:
@@ -372,6 +374,20 @@ def bench_retrieval(as_json: JsonOption = False) -> None:
     emit(run_retrieval_bench(progress=_bench_progress(as_json)), as_json)
 
 
+@bench_app.command("scale")
+def bench_scale(
+    documents: Annotated[int, typer.Option(help="Files in the corpus (spread over the capsules).")] = 4,
+    capsules: Annotated[int, typer.Option(help="Capsules, one pipeline run each.")] = 2,
+    in_flight: Annotated[int, typer.Option(help="Runs in flight at once (and multiprocess step slots).")] = 2,
+    as_json: JsonOption = False,
+) -> None:
+    """Documents per second through Celery with one and two workers, against the multiprocess executor."""
+    from bench.scale import run_scale_bench
+
+    emit(run_scale_bench(documents=documents, capsules=capsules, in_flight=in_flight,
+                         progress=_bench_progress(as_json)), as_json)
+
+
 @bench_app.command("analytics")
 def bench_analytics(
     events: Annotated[int, typer.Option(help="Events in the one daily partition.")] = 10_000_000,
@@ -598,6 +614,35 @@ def bench_backup(
 
     emit(run_backup_bench(size_mb=size_mb, sqlite_mb=sqlite_mb, datasets=tuple(datasets.split(",")),
                           progress=_bench_progress(as_json)), as_json)
+
+
+@vectors_app.command("sync")
+def vectors_sync(
+    every: Annotated[float | None, typer.Option(help="Keep syncing every this many seconds (Ctrl-C stops).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Bring the local serving copy to the S3 copy's latest versions; prints what changed and how stale it is."""
+    import threading
+
+    from encaptio_data.errors import SettingsError
+    from encaptio_data.stores.vector_replica import SyncedVectorStore, sync_periodically
+
+    with open_platform() as platform:
+        store = platform.vectors
+        if not isinstance(store, SyncedVectorStore):
+            raise SettingsError("ENCAPTIO_LANCEDB_LOCAL_COPY is not set: searches read the vector store itself, "
+                                "there is no serving copy to sync")
+        if every is None:
+            report = store.sync(cache=platform.cache)
+            emit(report.as_dict() | {"freshness": store.freshness().as_dict()}, as_json)
+            return
+        stop = threading.Event()
+        try:
+            sync_periodically(store, every, stop, cache=platform.cache,
+                              on_result=lambda result: emit(result.as_dict() if hasattr(result, "as_dict")
+                                                            else {"error": str(result)}, as_json))
+        except KeyboardInterrupt:
+            stop.set()
 
 
 @quality_app.command("run")

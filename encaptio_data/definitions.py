@@ -13,7 +13,9 @@ from encaptio_data.assets import governance as governance_assets
 from encaptio_data.assets import lifecycle as backup_assets
 from encaptio_data.assets import retention as retention_assets
 from encaptio_data.assets.freshness import with_freshness_policies
+from encaptio_data.io_managers import io_manager_resources
 from encaptio_data.jobs import content_pipeline_job, search_index_job
+from encaptio_data.jobs.executors import celery_jobs
 from encaptio_data.assets.lifecycle import ReplicaStoreResource
 from encaptio_data.jobs.lifecycle import backup_jobs
 from encaptio_data.jobs.privacy import dsar_jobs
@@ -34,10 +36,11 @@ defs = dg.Definitions(
         *analytics_assets.analytics_assets, *governance_assets.governance_assets])),
     asset_checks=[*dg.load_asset_checks_from_modules([content_assets]), *quality_checks],
     jobs=[content_pipeline_job, search_index_job, *dsar_jobs.values(), purge_job, archive_job,
-          *analytics_assets.analytics_jobs, *backup_jobs, *governance_assets.governance_jobs],
+          *analytics_assets.analytics_jobs, *backup_jobs, *governance_assets.governance_jobs, *celery_jobs()],
     schedules=[search_index_schedule, purge_schedule, archive_schedule, *analytics_assets.analytics_schedules,
                *backup_schedules, *governance_assets.governance_schedules],
     sensors=[uploads_sensor, dsar_request_sensor, consent_withdrawal_sensor, dsar_deadline_sensor,
              *analytics_assets.analytics_sensors, run_failure_alert_sensor],
-    resources={**default_resources(), **quality_resources(), "replica_store": ReplicaStoreResource()},
+    resources={**default_resources(), **quality_resources(), **io_manager_resources(),
+               "replica_store": ReplicaStoreResource()},
 )

@@ -386,3 +386,29 @@ def test_a_table_recreated_on_s3_replaces_the_local_one(synced: SyncedVectorStor
     assert (table.action, table.version, table.previous_version, table.rows) == ("updated", 1, 2, 1)
     assert synced.serving.open_table("scratch").to_arrow()["id"].to_pylist() == ["new-0"]
     assert [t.action for t in synced.sync().tables] == ["unchanged"]
+
+
+def test_the_cli_syncs_the_serving_copy_and_refuses_without_one(
+        synced: SyncedVectorStore, embedder: Embedder, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from encaptio_data.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["vectors", "sync", "--json"])
+    # main() turns the error into one line on stderr; invoked directly, the runner keeps it.
+    assert refused.exit_code == 1 and str(refused.exception).startswith("ENCAPTIO_LANCEDB_LOCAL_COPY is not set")
+
+    _seed(synced, embedder)
+    monkeypatch.setenv("ENCAPTIO_LANCEDB_URI", synced.uri)
+    monkeypatch.setenv("ENCAPTIO_S3_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("ENCAPTIO_LANCEDB_LOCAL_COPY", str(synced.local_root))
+    first = runner.invoke(app, ["vectors", "sync", "--json"])
+    assert first.exit_code == 0, first.output
+    report = _json.loads(first.stdout)
+    assert report["changed"] and report["tables"][0]["action"] == "created"
+    assert report["freshness"]["versions"][CHUNKS_TABLE] == synced.open_table(CHUNKS_TABLE).version
+    again = _json.loads(runner.invoke(app, ["vectors", "sync", "--json"]).stdout)
+    assert not again["changed"]
