@@ -14,6 +14,10 @@ uploads/<org>/<capsule>/<file name> and registration gives content rows fresh id
 Besides the API's own hybrid, the same semantic and fulltext candidate lists are fused
 again offline with other settings (RRF k, candidate depth, document-level fusion,
 weights) to show what would move hybrid quality; the platform code is not changed.
+
+Both encoders of the model are scored (`encoders`): the configured one (ENCAPTIO_EMBEDDER,
+int8 ONNX by default) and the other, each embedding its own copy of the corpus and the
+queries, so the int8 model's quality is compared with the fp32 model's on the same labels.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import PurePosixPath
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 
@@ -147,13 +151,14 @@ def _build(root: Path, spec: Any, embedder: Any, progress: ProgressCallback) -> 
 
 def run_retrieval_bench(*, data_dir: Path | None = None, progress: ProgressCallback = None,
                         spec: Any = None, rebuild: bool = False, variants: bool = True,
-                        embedder: Any = None) -> dict[str, Any]:
+                        embedder: Any = None, compare_encoders: bool | None = None) -> dict[str, Any]:
     """nDCG@10 / recall@10 / MRR@10 per mode on the labelled demo queries; JSON-able dict.
 
     `spec` is a CorpusSpec (default: 2 organizations x 6 capsules x 10 files, 144 queries).
     `variants` also scores offline re-fusions of the same candidate lists. `embedder` (default
     the platform's load_embedder()) embeds both the corpus and the queries, so another model
-    or a quantized copy can be compared on the same labels.
+    or a quantized copy can be compared on the same labels. `compare_encoders` (default: when
+    no embedder is given) scores the other encoder too, under `encoders`.
     """
     set_quiet_environment()
     import sqlalchemy as sa
@@ -169,6 +174,7 @@ def run_retrieval_bench(*, data_dir: Path | None = None, progress: ProgressCallb
     started = time.perf_counter()
     machine = machine_info()
     spec = spec or CorpusSpec(**DEFAULT_SPEC)
+    embedder_given = embedder
     embedder = embedder or load_embedder()
     key = f"s{spec.seed}-o{spec.organizations}-c{spec.capsules_per_organization}-f{spec.files_per_capsule}"
     if embedder.model_name != MODEL_NAME:
@@ -228,8 +234,40 @@ def run_retrieval_bench(*, data_dir: Path | None = None, progress: ProgressCallb
     }
     if variants:
         result["fusion_variants"] = _fusion_variants(candidates, queries)
+    if compare_encoders if compare_encoders is not None else embedder_given is None:
+        result["encoders"] = _compare_encoders(result, embedder, data_dir=data_dir, progress=progress, spec=spec,
+                                               rebuild=rebuild)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     return result
+
+
+def _compare_encoders(result: dict[str, Any], embedder: Any, **options: Any) -> dict[str, Any]:
+    """nDCG@10 and recall@10 per mode for both encoders; `result` is the run with `embedder`."""
+    from encaptio_data.content.embedding import EmbedderKind, load_embedder
+
+    runs: dict[str, dict[str, Any]] = {}
+    for kind in get_args(EmbedderKind):
+        other = load_embedder(kind=kind)
+        if other.model_name == embedder.model_name:
+            runs[kind] = result
+        else:
+            say(options.get("progress"), f"retrieval: the same labels with the {kind} encoder")
+            runs[kind] = run_retrieval_bench(variants=False, embedder=other, compare_encoders=False, **options)
+    metrics = ("ndcg_at_10", "recall_at_10")
+    out: dict[str, Any] = {
+        kind: {"model": run["model"], "chunks": run["corpus"]["chunks"],
+               **{mode: {m: run[mode]["all"][m] for m in metrics} for mode in ("semantic", "fulltext", "hybrid")},
+               "hybrid_beats_both": run["hybrid_beats_both"]}
+        for kind, run in runs.items()}
+    if "torch" in runs and "onnx-int8" in runs:
+        # The issue's criterion: the faster encoder keeps retrieval quality within 1 %.
+        out["onnx_int8_relative_to_torch"] = {
+            mode: {m: round(runs["onnx-int8"][mode]["all"][m] / runs["torch"][mode]["all"][m], 4)
+                   if runs["torch"][mode]["all"][m] else None for m in metrics}
+            for mode in ("semantic", "hybrid")}
+        out["onnx_int8_within_1_percent"] = all(
+            (ratio or 0) >= 0.99 for mode in out["onnx_int8_relative_to_torch"].values() for ratio in mode.values())
+    return out
 
 
 def _per_query_wins(candidates: dict[str, dict[int, list[dict[str, Any]]]], queries: list[dict[str, Any]]

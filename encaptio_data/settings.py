@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -32,6 +33,13 @@ class Settings(BaseSettings):
         default=None, description="Directory of a local serving copy of an s3:// LanceDB: searches read it, "
                                   "`encaptio vectors sync` refreshes it; unset means searches read the LanceDB URI.")
     redis_url: str | None = Field(default=None, description="redis://...; unset means an in-process cache.")
+    embedder: Literal["onnx-int8", "torch"] = Field(
+        default="onnx-int8",
+        description="Encoder of all-MiniLM-L6-v2: onnx-int8 (int8 ONNX export run by onnxruntime, ~2.8x faster on CPU, "
+                    "nDCG@10 within 1 % of fp32) or torch (sentence-transformers fp32). Switching re-embeds every item "
+                    "on the next pipeline run; until then semantic search refuses with a one-line error.")
+    embedder_threads: int | None = Field(default=None, ge=1, description="Intra-op threads of the onnx-int8 encoder "
+                                         "for batches (pipeline); unset: every core. Query embedding uses 1.")
     cache_namespace: str = Field(default="encaptio", description="Prefix of every cache key, so tenants of one Redis never collide.")
     operator: str | None = Field(default=None, description="Who the CLI acts as, recorded in the audit trail.")
 

@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,19 @@ def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 30.0) 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"moto_server did not listen on 127.0.0.1:{port} within {timeout}s")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module fixtures run before _isolated_environment: give them a data dir of their own too
+    (the int8 model is exported into the first data dir a process uses, never the developer's)."""
+    patch = pytest.MonkeyPatch()
+    for name in list(os.environ):
+        if name.startswith("ENCAPTIO_") and not name.startswith("ENCAPTIO_TEST_"):
+            patch.delenv(name)
+    patch.setenv("ENCAPTIO_DATA_DIR", str(tmp_path_factory.mktemp("session") / "data"))
+    yield
+    patch.undo()
 
 
 @pytest.fixture(autouse=True)
@@ -94,12 +108,12 @@ def s3_bucket(s3_endpoint: str) -> str:
     return name
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database per test, dropped afterwards."""
+@contextmanager
+def throwaway_postgres_database(prefix: str = "encaptio_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on the test server, dropped afterwards (even if in use)."""
     import sqlalchemy as sa
 
-    name = f"encaptio_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -107,13 +121,19 @@ def postgres_url() -> Iterator[str]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL}: {exc.orig}")
-    url = POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     try:
-        yield url
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     finally:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database per test, dropped afterwards."""
+    with throwaway_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture

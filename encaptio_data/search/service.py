@@ -39,7 +39,7 @@ from lancedb.query import MatchQuery
 
 from encaptio_data import authz
 from encaptio_data.authz import Permission, Principal
-from encaptio_data.content.embedding import Embedder, load_embedder
+from encaptio_data.content.embedding import Embedder, check_corpus_model, load_query_embedder
 from encaptio_data.db.enums import ContentType
 from encaptio_data.db.session import Database
 from encaptio_data.errors import InvalidInputError, NotFoundError
@@ -243,7 +243,7 @@ class SearchService:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = load_embedder()
+            self._embedder = load_query_embedder()
         return self._embedder
 
     @property
@@ -293,6 +293,7 @@ class SearchService:
         return ranked
 
     def semantic_query(self, request: SearchRequest) -> Any:
+        check_corpus_model(self._db, self.embedder.model_name)
         vector = _query_vector(self.embedder, request.query)
         query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
                  .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_distance"])
