@@ -786,6 +786,14 @@ def _render_demo(summary: dict[str, Any]) -> None:
     out.print(f"{len(run['run_ids'])} runs {'succeeded' if run['success'] else 'FAILED'} in {summary['seconds']} s")
 
 
+# Organization export and import (issue 9): the commands live in cli_portability.py.
+from encaptio_data.cli_portability import export_app, import_app, register_bench  # noqa: E402
+
+app.add_typer(export_app, name="export")
+app.add_typer(import_app, name="import")
+register_bench(bench_app)
+
+
 def main() -> None:
     try:
         app()

@@ -18,6 +18,7 @@ from encaptio_data.jobs import content_pipeline_job, search_index_job
 from encaptio_data.jobs.executors import celery_jobs
 from encaptio_data.assets.lifecycle import ReplicaStoreResource
 from encaptio_data.jobs.lifecycle import backup_jobs
+from encaptio_data.jobs.portability import organization_export_job
 from encaptio_data.jobs.privacy import dsar_jobs
 from encaptio_data.jobs.retention import archive_job, archive_schedule, purge_job, purge_schedule
 from encaptio_data.quality.checks import quality_checks, quality_resources
@@ -36,7 +37,7 @@ defs = dg.Definitions(
         *analytics_assets.analytics_assets, *governance_assets.governance_assets])),
     asset_checks=[*dg.load_asset_checks_from_modules([content_assets]), *quality_checks],
     jobs=[content_pipeline_job, search_index_job, *dsar_jobs.values(), purge_job, archive_job,
-          *analytics_assets.analytics_jobs, *backup_jobs, *governance_assets.governance_jobs, *celery_jobs()],
+          *analytics_assets.analytics_jobs, *backup_jobs, *governance_assets.governance_jobs, organization_export_job, *celery_jobs()],
     schedules=[search_index_schedule, purge_schedule, archive_schedule, *analytics_assets.analytics_schedules,
                *backup_schedules, *governance_assets.governance_schedules],
     sensors=[uploads_sensor, dsar_request_sensor, consent_withdrawal_sensor, dsar_deadline_sensor,
