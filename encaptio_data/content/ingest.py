@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -98,3 +99,20 @@ def ingest_files(platform: Platform, paths: Iterable[str | Path], *, capsule_id:
         report.files.append({"file": str(path), "key": key, "status": "uploaded" if new else "unchanged",
                              "version_id": version.version_id})
     return report
+
+
+def run_content_pipeline(platform: Platform, embedder: Any = None, *, capsule_id: uuid.UUID | None = None) -> None:
+    """Every stage in process, for all capsules (or one): register uploads, extract, chunk, embed,
+    build the search indexes. The Dagster assets run the same stages one partition at a time;
+    this is for the demo, benchmarks and tests that need a searchable corpus without Dagster."""
+    from encaptio_data.content.embedding import load_embedder
+    from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
+    from encaptio_data.content.uploads import register_uploads
+    from encaptio_data.search.index import build_indexes, open_chunks_table
+
+    register_uploads(platform.db, platform.objects)
+    extract_content(platform.db, platform.objects, capsule_id=capsule_id)
+    chunk_content(platform.db, capsule_id=capsule_id)
+    embed_content(platform.db, platform.vectors, embedder or load_embedder(), capsule_id=capsule_id,
+                  cache=platform.cache)
+    build_indexes(open_chunks_table(platform.vectors))

@@ -74,6 +74,7 @@ from encaptio_data.keys import KeyStore
 from encaptio_data.lifecycle import pgbackrest as pgb
 from encaptio_data.platform import Platform
 from encaptio_data.settings import Settings
+from encaptio_data.stores.objects import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -929,7 +930,7 @@ def _restore_sqlite(platform: Platform, at: datetime, target: Path | None, carri
         for suffix in ("-wal", "-shm", "-journal"):
             Path(f"{destination}{suffix}").unlink(missing_ok=True)
         os.replace(partial, destination)
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
@@ -975,13 +976,6 @@ def _quiesce(live: Path) -> None:
     if busy:
         raise BackupError(f"the live database {live} is in use (a reader holds the WAL): stop the app first")
 
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # -- PostgreSQL restore -----------------------------------------------------------------------------

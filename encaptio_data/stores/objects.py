@@ -318,7 +318,8 @@ def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in ``path`` durable: the directory entry itself is flushed."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -331,7 +332,7 @@ def _make_dir(path: Path) -> None:
         path.mkdir(mode=0o700)
     except FileExistsError:
         return
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class LocalObjectStore(_ReadHelpers):
@@ -410,7 +411,7 @@ class LocalObjectStore(_ReadHelpers):
                 (key_dir / f"{version_id}.json").unlink()
             except FileNotFoundError:
                 return
-            _fsync_dir(key_dir)
+            fsync_dir(key_dir)
             (key_dir / f"{version_id}.blob").unlink(missing_ok=True)
             if not any(_is_meta(name) for name in os.listdir(key_dir)):
                 self._erase(key_dir)
@@ -497,7 +498,7 @@ class LocalObjectStore(_ReadHelpers):
             version_id = _clock.new_id()
             if blob is not None:
                 os.replace(blob, key_dir / f"{version_id}.blob")
-                _fsync_dir(key_dir)
+                fsync_dir(key_dir)
             meta = {
                 "key": key,
                 "version_id": version_id,
@@ -508,7 +509,7 @@ class LocalObjectStore(_ReadHelpers):
                 "is_delete_marker": blob is None,
             }
             self._write_file(key_dir / f"{version_id}.json", json.dumps(meta).encode("utf-8"))
-            _fsync_dir(key_dir)
+            fsync_dir(key_dir)
         return self._version(meta, is_latest=True)
 
     def _find(self, key: str, version_id: str | None) -> ObjectVersion:
@@ -614,7 +615,7 @@ class LocalObjectStore(_ReadHelpers):
         self._make_root()
         doomed = self._incoming / f"{uuid.uuid4().hex}.erasing"
         os.replace(key_dir, doomed)
-        _fsync_dir(key_dir.parent)
+        fsync_dir(key_dir.parent)
         shutil.rmtree(doomed)
 
 

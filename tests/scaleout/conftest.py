@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import throwaway_postgres_database
 
 REPO = Path(__file__).resolve().parents[2]
 PRODUCTION_DAGSTER_YAML = REPO / "deploy" / "production" / "dagster.yaml"
@@ -46,18 +46,8 @@ def broker_url() -> str:
 @pytest.fixture
 def platform_database_url() -> Iterator[str]:
     """The platform's own database, apart from Dagster's (both keep an alembic_version table)."""
-    import sqlalchemy as sa
-
-    name = f"encaptio_scaleout_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with throwaway_postgres_database("encaptio_scaleout") as url:
+        yield url
 
 
 @dataclass

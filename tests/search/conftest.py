@@ -12,13 +12,10 @@ from pathlib import Path
 import pytest
 
 from encaptio_data.bootstrap import initialize
-from encaptio_data.content.embedding import load_embedder
-from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
-from encaptio_data.content.uploads import register_uploads
+from encaptio_data.content.ingest import run_content_pipeline
 from encaptio_data.corpus import Corpus, CorpusSpec, generate
 from encaptio_data.demo import seed_demo
 from encaptio_data.platform import Platform
-from encaptio_data.search.index import build_indexes, open_chunks_table
 from encaptio_data.settings import get_settings
 
 SMALL = CorpusSpec(seed=11, organizations=2, users_per_organization=4, capsules_per_organization=2,
@@ -28,11 +25,7 @@ SMALL = CorpusSpec(seed=11, organizations=2, users_per_organization=4, capsules_
 def build(platform: Platform, spec: CorpusSpec) -> Corpus:
     initialize(platform)
     seed_demo(platform, spec)
-    register_uploads(platform.db, platform.objects)
-    extract_content(platform.db, platform.objects)
-    chunk_content(platform.db)
-    embed_content(platform.db, platform.vectors, load_embedder(), cache=platform.cache)
-    build_indexes(open_chunks_table(platform.vectors))
+    run_content_pipeline(platform)
     return generate(spec)
 
 
