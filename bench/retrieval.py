@@ -294,14 +294,18 @@ def _fusion_variants(candidates: dict[str, dict[int, list[dict[str, Any]]]], que
                                            **params)) for q in queries}
         return _score(rankings, queries)["all"]
 
-    out: dict[str, Any] = {"api_equivalent (chunk RRF, k=60, depth 100)": score(k=60, depth=100)}
+    from encaptio_data.search.service import HYBRID_WEIGHTS
+
+    out: dict[str, Any] = {"api_equivalent (chunk RRF, k=60, depth 100, weights semantic:fulltext="
+                           f"{HYBRID_WEIGHTS[0]:g}:{HYBRID_WEIGHTS[1]:g})": score(k=60, depth=100,
+                                                                                  weights=HYBRID_WEIGHTS)}
     for k in (1, 5, 10, 20, 30, 60, 100):
         out[f"chunk RRF k={k}"] = score(k=k)
     for depth in (10, 20, 50):
         out[f"chunk RRF k=60, depth {depth}"] = score(k=60, depth=depth)
     for k in (10, 60):
         out[f"document RRF k={k}"] = score(k=k, key="content_id")
-    for weights in ((2.0, 1.0), (1.0, 2.0)):
+    for weights in ((1.0, 1.0), (2.0, 1.0), (1.0, 2.0)):
         out[f"chunk RRF k=60, weights semantic:fulltext={weights[0]:g}:{weights[1]:g}"] = score(k=60, weights=weights)
     best = max(out.items(), key=lambda item: (item[1]["ndcg_at_10"], item[1]["recall_at_10"]))
     return {"variants": out, "best": {"name": best[0], **best[1]}}

@@ -371,7 +371,7 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     breadth; LanceDB's default is 1.5 x limit) through a bench-only subclass.
     """
     set_quiet_environment()
-    from encaptio_data.content.embedding import load_embedder
+    from encaptio_data.content.embedding import load_query_embedder
     from encaptio_data.authz import system_principal
     from encaptio_data.db.session import Database
     from encaptio_data.search.service import DEFAULT_DEPTH, SearchMode, SearchRequest, _query_vector
@@ -382,7 +382,7 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     root = Path(data_dir) if data_dir else default_data_dir()
     spec = SyntheticSpec(chunks=chunks, seed=seed, organizations=organizations)
     say(progress, "loading the embedding model")
-    embedder = load_embedder()
+    embedder = load_query_embedder()  # as the service embeds queries: one text, one thread
     embedder.encode(["warm up the model"])
     store, table, corpus, meta, built = _open_dataset(spec, root, embedder, rebuild=rebuild, progress=progress)
     directory = root / f"search-{spec.key()}"
@@ -391,12 +391,12 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     rows = meta["rows"]
 
     Service = _service_class()
-    params = {"depth": DEFAULT_DEPTH, "nprobes": nprobes, "refine_factor": refine_factor, "ef": ef,
-              # system:bench may search every organization, so this audit database (for refusals) stays untouched.
-              "principal": system_principal("bench"), "db": Database(f"sqlite:///{directory / 'audit.sqlite3'}")}
-    api = Service(store, None, embedder=embedder, **params)
+    params = {"depth": DEFAULT_DEPTH, "nprobes": nprobes, "refine_factor": refine_factor, "ef": ef}
+    # system:bench may search every organization, so this audit database (for refusals) stays untouched.
+    access = {"principal": system_principal("bench"), "db": Database(f"sqlite:///{directory / 'audit.sqlite3'}")}
+    api = Service(store, None, embedder=embedder, **params, **access)
     lookup = LookupEmbedder()
-    api_vector = Service(store, None, embedder=lookup, **params)
+    api_vector = Service(store, None, embedder=lookup, **params, **access)
     raw = _Raw(api.table, embedder, depth=DEFAULT_DEPTH, nprobes=nprobes, refine_factor=refine_factor, ef=ef)
 
     rng = np.random.default_rng([seed, 100])
@@ -494,7 +494,7 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
 
     # cached hits
     say(progress, "cached hits (MemoryCache)")
-    cached_service = Service(store, MemoryCache(namespace="bench"), embedder=embedder, **params)
+    cached_service = Service(store, MemoryCache(namespace="bench"), embedder=embedder, **params, **access)
     cached_ms: dict[str, list[float]] = {}
     for mode in (SearchMode.SEMANTIC, SearchMode.FULLTEXT, SearchMode.HYBRID):
         samples = cached_ms[mode.value] = []

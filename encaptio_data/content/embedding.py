@@ -172,6 +172,10 @@ def check_corpus_model(db: Database, model_name: str) -> None:
     now = time.monotonic()
     if key in _corpus_checked and now - _corpus_checked[key] <= CORPUS_CHECK_TTL_SECONDS:
         return
+    if not sa.inspect(db.engine).has_table(ContentExtraction.__tablename__):
+        # A database that records no corpus (a search node's own, a benchmark's): nothing to compare.
+        _corpus_checked[key] = now
+        return
     with db.session() as session:
         others = session.execute(
             sa.select(ContentExtraction.embedding_model, sa.func.count())
