@@ -10,10 +10,12 @@ from collections import Counter
 
 import dagster as dg
 
+from encaptio_data.analytics.charts import histogram_markdown
 from encaptio_data.assets.metadata import OWNERS, key_digest, markdown_table
 from encaptio_data.assets.partitions import capsule_partitions
+from encaptio_data.content.chunking import DEFAULT_CHUNK_TOKENS
 from encaptio_data.content.embedding import load_embedder
-from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
+from encaptio_data.content.pipeline import chunk_content, chunk_token_counts, embed_content, extract_content
 from encaptio_data.content.uploads import UPLOADS_PREFIX, capsule_upload_prefix, content_counts, register_uploads
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource, VectorStoreResource
 from encaptio_data.search.index import build_indexes, open_chunks_table, optimize
@@ -128,13 +130,24 @@ def extracted_text(context: dg.AssetExecutionContext, database: DatabaseResource
     ),
 )
 def chunks(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
-    report = chunk_content(database.get(), capsule_id=uuid.UUID(context.partition_key))
-    return dg.MaterializeResult(metadata={
+    capsule_id = uuid.UUID(context.partition_key)
+    db = database.get()
+    report = chunk_content(db, capsule_id=capsule_id)
+    tokens = chunk_token_counts(db, capsule_id)
+    metadata = {
         "content_chunked": report.processed,
         "chunks_written": report.items,
         "chunks_per_second": report.per_second,
+        "chunks_in_capsule": len(tokens),
         "preview": dg.MetadataValue.md(markdown_table(report.preview)),
-    })
+    }
+    if tokens:
+        # Slivers and oversized chunks show at once against the target; a mean would hide both.
+        metadata["mean_tokens_per_chunk"] = round(sum(tokens) / len(tokens), 1)
+        metadata["tokens_per_chunk"] = dg.MetadataValue.md(histogram_markdown(
+            tokens, bins=20, title="tokens per chunk", marker=DEFAULT_CHUNK_TOKENS,
+            marker_label=f"target {DEFAULT_CHUNK_TOKENS}"))
+    return dg.MaterializeResult(metadata=metadata)
 
 
 @dg.asset(

@@ -281,3 +281,11 @@ def soft_delete_content(db: Database, vectors: VectorStore, cache: Cache | None,
     remove_deleted_content(db, open_chunks_table(vectors), capsule_id=content.capsule_id)
     if cache is not None:
         invalidate_search_cache(cache, touched)
+
+
+def chunk_token_counts(db: Database, capsule_id: uuid.UUID) -> list[int]:
+    """Tokens per chunk of the capsule's live content, for the chunks asset's histogram."""
+    with db.session() as session:
+        return list(session.scalars(
+            sa.select(Chunk.token_count).join(Content, Content.id == Chunk.content_id)
+            .where(Chunk.capsule_id == capsule_id, Content.deleted_at.is_(None))))
