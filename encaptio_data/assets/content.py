@@ -181,10 +181,12 @@ def chunk_embeddings(context: dg.AssetExecutionContext, database: DatabaseResour
     kinds={"python", "lancedb"},
     deps=[chunk_embeddings],
     description=(
-        "The indexes the query API relies on, rebuilt after compaction and cleanup of table versions older "
+        "The indexes the query API relies on, maintained after compaction and cleanup of table versions older "
         "than the 30-day recovery window: LanceDB's native full-text (BM25) index on chunk text, scalar "
-        "indexes on every filter column, and an IVF_SQ vector index once the table is large enough for "
-        "one to beat an exact scan. Rows added since are still searched (unindexed fragments are scanned)."
+        "indexes on the chunk id and every filter column, and an IVF_SQ vector index once the table is large "
+        "enough for one to beat an exact scan. Missing indexes are built, new rows are folded into the existing "
+        "ones, and the vector index is retrained only once the table has outgrown its partitions. Rows added "
+        "between runs are still searched (unindexed fragments are scanned)."
     ),
 )
 def search_indexes(vector_store: VectorStoreResource) -> dg.MaterializeResult:
@@ -195,6 +197,8 @@ def search_indexes(vector_store: VectorStoreResource) -> dg.MaterializeResult:
         "compaction": dg.MetadataValue.json(maintenance),
         "rows": report.rows,
         "vector_index": report.vector_index or "none (exact scan below the threshold)",
+        "vector_partitions": report.vector_partitions or 0,
+        "built_this_run": dg.MetadataValue.json(report.built),
         "scalar_indexes": dg.MetadataValue.json(report.scalar_indexes),
         "unindexed_rows": report.unindexed_rows,
         "seconds": report.seconds,

@@ -11,5 +11,6 @@ content_pipeline_job = dg.define_asset_job(
 search_index_job = dg.define_asset_job(
     "search_index_job",
     selection=dg.AssetSelection.assets("search_indexes"),
-    description="Rebuild the full-text, scalar and vector indexes of the chunk table.",
+    description=("Maintain the full-text, scalar and vector indexes of the chunk table: build what is missing, "
+                 "fold in new rows, retrain the vector index once outgrown."),
 )

@@ -9,6 +9,10 @@ Guarantees, each enforced here rather than left to callers:
 - Stable pagination: a query's candidates (at most `depth`) are computed once, ordered by
   score then chunk id, and cached; every page slices the same list, so pages have no gaps
   or repeats even while new rows arrive. The cursor carries the query's fingerprint.
+- Two steps per query: the ranked candidate list holds chunk ids and scores only, and the
+  page's rows are then read by id. At 1M chunks reading every result column for all `depth`
+  candidates was half of a vector query's time (docs/benchmarks.md, "Where the time goes").
+  Hybrid runs its full-text list concurrently with the query embedding and vector list.
 - Cache invalidation: candidate lists are tagged by organization (unfiltered queries) or by
   capsule; the pipeline invalidates both when a capsule's content changes.
 - Least privilege: a service is built for one principal (`authz`), resolved once; every search
@@ -26,6 +30,7 @@ import json
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -51,6 +56,9 @@ from encaptio_data.stores.vectors import VectorStore
 MAX_QUERY_CHARS = 1_000
 MAX_LIMIT = 100
 DEFAULT_DEPTH = 100
+# IVF partitions probed at least (a floor: see semantic_query); 40 kept recall@10 ≥ 0.98 at 1M
+# with IVF_SQ and √rows partitions (docs/benchmarks.md, "Tuning").
+DEFAULT_NPROBES = 40
 CACHE_TTL_SECONDS = 600.0
 # The constant of reciprocal rank fusion (Cormack et al. 2009); 60 is the value in the paper
 # and in LanceDB's own RRFReranker.
@@ -62,6 +70,9 @@ RRF_K = 60
 HYBRID_WEIGHTS = (2.0, 1.0)
 _RESULT_COLUMNS = ["id", "content_id", "capsule_id", "organization_id", "content_type", "created_at", "chunk_index",
                    "page", "heading", "title", "text"]
+# LanceDB's sync API hands each query to its own runtime and waits, releasing the GIL, so two
+# threads are enough to overlap the two halves of a hybrid query.
+_HYBRID_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="encaptio-hybrid")
 
 
 class SearchMode(StrEnum):
@@ -230,7 +241,7 @@ class SearchService:
     """Searches on behalf of ``principal``; ``db`` receives the audit entry of a refused search."""
 
     def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, principal: Principal, db: Database,
-                 embedder: Embedder | None = None, depth: int = DEFAULT_DEPTH, nprobes: int = 40,
+                 embedder: Embedder | None = None, depth: int = DEFAULT_DEPTH, nprobes: int = DEFAULT_NPROBES,
                  refine_factor: int | None = None) -> None:
         if not isinstance(principal, Principal):
             raise TypeError("SearchService needs a resolved authz.Principal (authz.resolve or authz.system_principal)")
@@ -273,18 +284,33 @@ class SearchService:
             candidates = self._candidates(request)
             if self._cache:
                 set_json(self._cache, cache_key, candidates, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
-        leaked = [c for c in candidates if c["organization_id"] != request.organization_id]
-        if leaked:
-            # Unreachable while the prefilter holds; if it ever breaks, fail closed.
-            raise RuntimeError(f"tenant isolation violated: {len(leaked)} foreign chunks for one query")
         window = candidates[request.offset:request.offset + request.limit]
+        hits = self._materialize(request, window)
         end = request.offset + len(window)
         next_cursor = _encode_cursor(fingerprint, end) if end < len(candidates) and end < self.depth else None
         return SearchPage(
-            hits=[SearchHit(**hit) for hit in window], mode=request.mode.value, offset=request.offset,
+            hits=hits, mode=request.mode.value, offset=request.offset,
             limit=request.limit, total_candidates=len(candidates), next_cursor=next_cursor, cached=cached,
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+    def _materialize(self, request: SearchRequest, window: list[dict[str, Any]]) -> list[SearchHit]:
+        """The page's rows, read by chunk id under the organization filter, in candidate order.
+
+        A chunk deleted since its candidate list was cached is simply absent from the page (the
+        pipeline invalidates the cache when a capsule changes, so this is a short race).
+        """
+        if not window:
+            return []
+        ids = [candidate["chunk_id"] for candidate in window]
+        rows = (self.table.search().where((col("id").isin(ids)) & (col("organization_id") == lit(request.organization_id)))
+                .select(_RESULT_COLUMNS).limit(len(ids)).to_arrow().to_pylist())
+        leaked = [row for row in rows if row["organization_id"] != request.organization_id]
+        if leaked:
+            # Unreachable while the filter holds; if it ever breaks, fail closed.
+            raise RuntimeError(f"tenant isolation violated: {len(leaked)} foreign chunks for one query")
+        by_id = {row["id"]: row for row in rows}
+        return [SearchHit(**_hit(by_id[c["chunk_id"]], c["score"])) for c in window if c["chunk_id"] in by_id]
 
     def _candidates(self, request: SearchRequest) -> list[dict[str, Any]]:
         if request.mode is SearchMode.SEMANTIC:
@@ -292,18 +318,22 @@ class SearchService:
         elif request.mode is SearchMode.FULLTEXT:
             ranked = self._fulltext(request)
         else:
-            ranked = reciprocal_rank_fusion([self._semantic(request), self._fulltext(request)], self.depth,
-                                            weights=HYBRID_WEIGHTS)
+            fulltext = _HYBRID_POOL.submit(self._fulltext, request)
+            semantic = self._semantic(request)
+            ranked = reciprocal_rank_fusion([semantic, fulltext.result()], self.depth, weights=HYBRID_WEIGHTS)
         if request.sort is not SortOrder.RELEVANCE:
             ranked.sort(key=lambda hit: (hit["created_at"], hit["chunk_id"]), reverse=request.sort is SortOrder.NEWEST)
         return ranked
+
+    def _candidate_columns(self, request: SearchRequest) -> list[str]:
+        return ["id", "created_at"] if request.sort is not SortOrder.RELEVANCE else ["id"]
 
     def semantic_query(self, request: SearchRequest) -> Any:
         check_corpus_model(self._db, self.embedder.model_name)
         vector = _query_vector(self.embedder, request.query)
         query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
-                 .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_distance"])
-                 .limit(self.depth)
+                 .where(request.filter(), prefilter=True)
+                 .select([*self._candidate_columns(request), "_distance"]).limit(self.depth)
                  # A floor, not a cap: with a narrow prefilter (one capsule) LanceDB may need more
                  # partitions to fill the page; .nprobes(n) would also cap it and drop hits.
                  .minimum_nprobes(self.nprobes).maximum_nprobes(0))
@@ -311,7 +341,8 @@ class SearchService:
 
     def fulltext_query(self, request: SearchRequest) -> Any:
         return (self.table.search(MatchQuery(request.query, "text"), query_type="fts")
-                .where(request.filter(), prefilter=True).select([*_RESULT_COLUMNS, "_score"]).limit(self.depth))
+                .where(request.filter(), prefilter=True).select([*self._candidate_columns(request), "_score"])
+                .limit(self.depth))
 
     def _semantic(self, request: SearchRequest) -> list[dict[str, Any]]:
         rows = self.semantic_query(request).to_arrow().to_pylist()
@@ -323,14 +354,16 @@ class SearchService:
 
 
 def _ranked(rows: Sequence[dict[str, Any]], score: Any) -> list[dict[str, Any]]:
-    hits = [_hit(row, score(row)) for row in rows]
+    """Candidates as the cache keeps them: chunk id, score and (for date sorts) created_at."""
+    hits = [{"chunk_id": row["id"], "score": round(score(row), 6)}
+            | ({"created_at": row["created_at"].isoformat()} if "created_at" in row else {}) for row in rows]
     hits.sort(key=lambda hit: (-hit["score"], hit["chunk_id"]))
     return hits
 
 
 def _hit(row: dict[str, Any], score: float) -> dict[str, Any]:
     return {
-        "chunk_id": row["id"], "score": round(score, 6), "text": row["text"], "content_id": row["content_id"],
+        "chunk_id": row["id"], "score": score, "text": row["text"], "content_id": row["content_id"],
         "capsule_id": row["capsule_id"], "organization_id": row["organization_id"],
         "content_type": row["content_type"], "title": row["title"], "page": row["page"], "heading": row["heading"],
         "chunk_index": row["chunk_index"], "created_at": row["created_at"].isoformat(),

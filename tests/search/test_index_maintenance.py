@@ -1,0 +1,112 @@
+"""Index maintenance is incremental, and a result page is read by chunk id after ranking.
+
+A synthetic table with the real SCHEMA on a local LanceDB directory: index maintenance does
+not depend on what the vectors mean, so random unit vectors stand in for the model here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pytest
+
+from encaptio_data.search.index import (MAX_VECTOR_DELTAS, SCHEMA, build_indexes, chunk_batch, optimize,
+                                        vector_partitions, vector_segments)
+
+ORG = str(uuid.UUID(int=1))
+MIN_ROWS = 400  # a small vector-index threshold so the test trains real IVF indexes in seconds
+
+
+def _rows(start: int, count: int, rng: np.random.Generator) -> tuple[list[dict], np.ndarray]:
+    created = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [{"id": f"chunk-{i:06d}", "content_id": str(uuid.UUID(int=10_000 + i // 10)), "capsule_id": str(uuid.UUID(int=7)),
+             "organization_id": ORG, "content_type": "pdf", "created_at": created + timedelta(minutes=i),
+             "chunk_index": i % 10, "page": 1, "heading": None, "title": "t", "text": f"word{i % 50} common text {i}"}
+            for i in range(start, start + count)]
+    vectors = rng.normal(size=(count, SCHEMA.field("vector").type.list_size)).astype(np.float32)
+    return rows, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def table(tmp_path: Path) -> lancedb.table.Table:
+    return lancedb.connect(tmp_path / "lance").create_table("chunks", schema=SCHEMA)
+
+
+def _add(table: lancedb.table.Table, start: int, count: int, seed: int) -> None:
+    rows, vectors = _rows(start, count, np.random.default_rng(seed))
+    table.add(chunk_batch(rows, vectors))
+
+
+
+def test_first_build_creates_everything_and_a_second_builds_nothing(table: lancedb.table.Table) -> None:
+    _add(table, 0, 500, seed=1)
+    first = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert set(first.built) == {"id_idx", "organization_id_idx", "capsule_id_idx", "content_type_idx",
+                                "created_at_idx", "text_idx", "vector_idx"}
+    assert first.vector_partitions == vector_partitions(table) == int(500 ** 0.5)
+    second = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert second.built == [] and second.unindexed_rows == 0
+
+
+def test_new_rows_are_folded_in_without_a_rebuild(table: lancedb.table.Table) -> None:
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    _add(table, 500, 200, seed=2)  # 700 rows: √700 = 26 < 1.5 × 22 trained partitions
+    assert table.index_stats("text_idx").num_unindexed_rows == 200
+    report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert report.built == []
+    for name in ("text_idx", "vector_idx", "id_idx", "organization_id_idx"):
+        assert table.index_stats(name).num_unindexed_rows == 0, name
+    assert vector_partitions(table) == 22
+    hits = table.search("word7", query_type="fts").where(f"id = 'chunk-000657'").select(["id"]).to_list()
+    assert [hit["id"] for hit in hits] == ["chunk-000657"]
+
+
+def test_an_outgrown_vector_index_is_retrained(table: lancedb.table.Table) -> None:
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    _add(table, 500, 700, seed=3)  # 1,200 rows: √1200 = 34 ≥ 1.5 × 22
+    report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert report.built == ["vector_idx"]
+    assert vector_partitions(table) == int(1200 ** 0.5)
+    assert table.index_stats("text_idx").num_unindexed_rows == 0
+
+
+def test_rebuild_rebuilds_every_index(table: lancedb.table.Table) -> None:
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    report = build_indexes(table, vector_index_min_rows=MIN_ROWS, rebuild=True)
+    assert len(report.built) == 7
+
+
+def test_below_the_threshold_there_is_no_vector_index(table: lancedb.table.Table) -> None:
+    _add(table, 0, 100, seed=1)
+    report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert report.vector_index is None and vector_partitions(table) is None
+
+
+def test_optimize_keeps_the_trained_partitions(table: lancedb.table.Table) -> None:
+    """LanceDB's own table.optimize() re-partitions the vector index into a handful of huge
+    partitions (a 22-partition index came back with 1); ours adds a delta on the same ones."""
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    _add(table, 500, 100, seed=4)
+    optimize(table)
+    assert vector_segments(table) == [22, 22]
+    assert table.index_stats("vector_idx").num_unindexed_rows == 0
+
+
+def test_piled_up_deltas_are_retrained_into_one(table: lancedb.table.Table) -> None:
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    for batch in range(MAX_VECTOR_DELTAS):
+        _add(table, 500 + batch * 10, 10, seed=10 + batch)
+        build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert len(vector_segments(table)) == MAX_VECTOR_DELTAS + 1
+    _add(table, 1000, 10, seed=99)
+    report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    assert report.built == ["vector_idx"] and vector_segments(table) == [int(590 ** 0.5)]
