@@ -188,8 +188,9 @@ def _ensure_indexes(table: Any, directory: Path, meta: dict[str, Any], *, num_pa
     rows = meta["rows"]
     if table.count_rows() != rows:  # an interrupted fresh-rows phase: back to the indexed data
         table.restore(state.get("version") or meta["base_version"])
-    default_partitions = max(1, int(rows ** 0.5) // 2)
-    vector = index_config or {"type": "IVF_HNSW_SQ", "num_partitions": num_partitions or default_partitions}
+    # What build_indexes trains (search/index.py): IVF_SQ with √rows partitions.
+    default_partitions = max(1, int(rows ** 0.5))
+    vector = index_config or {"type": "IVF_SQ", "num_partitions": num_partitions or default_partitions}
     if rows < VECTOR_INDEX_MIN_ROWS:
         vector = {"type": None, "reason": f"below VECTOR_INDEX_MIN_ROWS={VECTOR_INDEX_MIN_ROWS}: flat search"}
     if not rebuild and state.get("vector") == vector and state.get("fulltext"):
@@ -207,7 +208,7 @@ def _ensure_indexes(table: Any, directory: Path, meta: dict[str, Any], *, num_pa
         state = {"fulltext": True, "build_indexes_report": report.as_dict()}
     else:
         say(progress, f"indexes: replacing the vector index with {vector}")
-        config = index_config or {"type": "IVF_HNSW_SQ", "num_partitions": vector["num_partitions"]}
+        config = index_config or {"type": "IVF_SQ", "num_partitions": vector["num_partitions"]}
         table.create_index("vector", config=_vector_config(config), replace=True, name="vector_idx")
         built_with = "create_index(vector only; scalar and FTS indexes reused)"
     state |= {"vector": vector, "version": table.version, "seconds": round(time.perf_counter() - started, 1),
@@ -386,7 +387,7 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
                      rebuild: bool = False) -> dict[str, Any]:
     """Measure the query API on a synthetic table of `chunks` rows; returns a JSON-able dict.
 
-    `num_partitions` is passed to `build_indexes` (None: its default sqrt(rows)/2);
+    `num_partitions` is passed to `build_indexes` (None: its default sqrt(rows));
     `index_config` ({"type": "IVF_PQ", "num_partitions": 256, ...}) replaces the vector
     index for experiments; `nprobes`/`refine_factor` go to SearchService, `ef` (HNSW search
     breadth; LanceDB's default is 1.5 x limit) through a bench-only subclass.
