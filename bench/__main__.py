@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--queries", type=int, default=200)
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--num-partitions", type=int)
-    search.add_argument("--nprobes", type=int, default=40)
+    search.add_argument("--nprobes", type=int, default=None)
     search.add_argument("--refine-factor", type=int)
     search.add_argument("--ef", type=int)
     search.add_argument("--index-config", type=json.loads, help='e.g. \'{"type": "IVF_SQ", "num_partitions": 1000}\'')

@@ -255,37 +255,36 @@ def _sample_queries(table: Any, corpus: SyntheticCorpus, rows: int, count: int, 
 
 class _Raw:
     """The LanceDB calls the API makes, issued directly (same table handle, filter, depth,
-    probes / refine_factor / ef): a ranked list of `depth` chunk ids, then the page's rows read
-    by id. `single_call` is the naive one-call form (every column for all `depth` rows), kept
+    probes / refine_factor / ef): a ranked list of `depth` row addresses and scores, then the
+    page's rows taken by address. `single_call` is the naive one-call form (every column for all `depth` rows), kept
     as a second reference."""
 
     def __init__(self, table: Any, embedder: Any, *, depth: int, nprobes: int, refine_factor: int | None,
                  ef: int | None, page_size: int = 10) -> None:
-        from encaptio_data.search.service import _RESULT_COLUMNS
+        from encaptio_data.search.service import _RESULT_COLUMNS, PROBE_CEILING_FACTOR
 
+        self.ceiling = nprobes * PROBE_CEILING_FACTOR
         self.table, self.embedder, self.depth, self.page_size = table, embedder, depth, page_size
         self.nprobes, self.refine_factor, self.ef = nprobes, refine_factor, ef
         self.columns = list(_RESULT_COLUMNS)
         self.embed_ms: list[float] = []
 
-    def vector_query(self, vector: np.ndarray, where: str, columns: Sequence[str] = ("id",)) -> Any:
+    def vector_query(self, vector: np.ndarray, where: str, columns: Sequence[str] = ()) -> Any:
         query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
-                 .where(where, prefilter=True).select([*columns, "_distance"]).limit(self.depth)
-                 .minimum_nprobes(self.nprobes).maximum_nprobes(0))
+                 .where(where, prefilter=True).select([*columns, "_distance"]).with_row_id(True).limit(self.depth)
+                 .minimum_nprobes(self.nprobes).maximum_nprobes(self.ceiling))
         if self.refine_factor:
             query = query.refine_factor(self.refine_factor)
         return query.ef(self.ef) if self.ef else query
 
-    def fulltext_query(self, text: str, where: str, columns: Sequence[str] = ("id",)) -> Any:
+    def fulltext_query(self, text: str, where: str, columns: Sequence[str] = (), depth: int | None = None) -> Any:
         from lancedb.query import MatchQuery
 
         return (self.table.search(MatchQuery(text, "text"), query_type="fts").where(where, prefilter=True)
-                .select([*columns, "_score"]).limit(self.depth))
+                .select([*columns, "_score"]).with_row_id(True).limit(depth or self.depth))
 
     def page(self, ranked: Any, where: str) -> Any:
-        ids = ranked.column("id").to_pylist()[:self.page_size]
-        quoted = ", ".join(f"'{i}'" for i in ids)
-        return self.table.search().where(f"id IN ({quoted}) AND {where}").select(self.columns).limit(len(ids)).to_arrow()
+        return self.table.take_row_ids(ranked.column("_rowid").to_pylist()[:self.page_size]).select(self.columns).to_arrow()
 
     def embed(self, text: str) -> np.ndarray:
         started = time.perf_counter()
@@ -319,7 +318,8 @@ class _Raw:
         query = (self.table.search(query_type="hybrid", vector_column_name="vector", fts_columns="text")
                  .vector(self.embed(q.text)).text(MatchQuery(q.text, "text")).distance_type("cosine")
                  .where(q.sql_filter, prefilter=True).select(self.columns).limit(self.depth)
-                 .minimum_nprobes(self.nprobes).maximum_nprobes(0).rerank(RRFReranker()))
+                 .minimum_nprobes(self.nprobes).maximum_nprobes(self.ceiling)
+                 .rerank(RRFReranker()))
         if self.refine_factor:
             query = query.refine_factor(self.refine_factor)
         return query.to_arrow()
@@ -327,8 +327,10 @@ class _Raw:
     def hybrid_components(self, q: BenchQuery) -> Any:
         """The LanceDB calls the API's hybrid makes (one embedding), one after the other and unfused."""
         vector = self.embed(q.text)
+        from encaptio_data.search.service import HYBRID_FULLTEXT_DEPTH
+
         ranked = self.vector_query(vector, q.sql_filter).to_arrow()
-        self.fulltext_query(q.text, q.sql_filter).to_arrow()
+        self.fulltext_query(q.text, q.sql_filter, depth=min(self.depth, HYBRID_FULLTEXT_DEPTH)).to_arrow()
         return self.page(ranked, q.sql_filter)
 
     def exact_ids(self, vector: np.ndarray, where: str, k: int = 10) -> list[str]:
@@ -382,7 +384,7 @@ def _recall(found: Sequence[Sequence[str]], exact: Sequence[Sequence[str]]) -> f
 
 def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None = None, seed: int = 0,
                      progress: ProgressCallback = None, organizations: int = 20, warmup: int = 20,
-                     num_partitions: int | None = None, nprobes: int = 40, refine_factor: int | None = None,
+                     num_partitions: int | None = None, nprobes: int | None = None, refine_factor: int | None = None,
                      ef: int | None = None, index_config: dict[str, Any] | None = None, fresh_rows: int = 10_000,
                      rebuild: bool = False) -> dict[str, Any]:
     """Measure the query API on a synthetic table of `chunks` rows; returns a JSON-able dict.
@@ -396,10 +398,11 @@ def run_search_bench(chunks: int, *, queries: int = 200, data_dir: Path | None =
     from encaptio_data.content.embedding import load_query_embedder
     from encaptio_data.authz import system_principal
     from encaptio_data.db.session import Database
-    from encaptio_data.search.service import DEFAULT_DEPTH, SearchMode, SearchRequest, _query_vector
+    from encaptio_data.search.service import DEFAULT_DEPTH, DEFAULT_NPROBES, SearchMode, SearchRequest, _query_vector
     from encaptio_data.stores.cache import MemoryCache
 
     started = time.perf_counter()
+    nprobes = nprobes or DEFAULT_NPROBES
     machine = machine_info()
     root = Path(data_dir) if data_dir else default_data_dir()
     spec = SyntheticSpec(chunks=chunks, seed=seed, organizations=organizations)

@@ -344,7 +344,7 @@ def consent_set(
 def bench_search(
     chunks: Annotated[int, typer.Option(help="Rows of the synthetic chunk table (100000 and 1000000 in the docs).")],
     queries: Annotated[int, typer.Option(help="Timed queries per mode.")] = 200,
-    nprobes: Annotated[int, typer.Option(help="IVF partitions probed per query (default: the API's).")] = 40,
+    nprobes: Annotated[int, typer.Option(help="IVF partitions probed per query (default: the API's).")] = 20,
     rebuild: Annotated[bool, typer.Option(help="Rebuild the cached dataset and indexes.")] = False,
     as_json: JsonOption = False,
 ) -> None:

@@ -9,10 +9,11 @@ Guarantees, each enforced here rather than left to callers:
 - Stable pagination: a query's candidates (at most `depth`) are computed once, ordered by
   score then chunk id, and cached; every page slices the same list, so pages have no gaps
   or repeats even while new rows arrive. The cursor carries the query's fingerprint.
-- Two steps per query: the ranked candidate list holds chunk ids and scores only, and the
-  page's rows are then read by id. At 1M chunks reading every result column for all `depth`
-  candidates was half of a vector query's time (docs/benchmarks.md, "Where the time goes").
-  Hybrid runs its full-text list concurrently with the query embedding and vector list.
+- Two steps per query: the ranked candidate list holds row addresses and scores (with the
+  table version they belong to), and only the page's rows are read, by address. At 1M chunks reading every result column for
+  all `depth` candidates was half of a vector query's time (docs/benchmarks.md, "Where the
+  time goes"). Rows read are cached with the list, so a repeated page reads nothing. Hybrid
+  runs its full-text list concurrently with the query embedding and vector list.
 - Cache invalidation: candidate lists are tagged by organization (unfiltered queries) or by
   capsule; the pipeline invalidates both when a capsule's content changes.
 - Least privilege: a service is built for one principal (`authz`), resolved once; every search
@@ -56,9 +57,14 @@ from encaptio_data.stores.vectors import VectorStore
 MAX_QUERY_CHARS = 1_000
 MAX_LIMIT = 100
 DEFAULT_DEPTH = 100
-# IVF partitions probed at least (a floor: see semantic_query); 40 kept recall@10 ≥ 0.98 at 1M
-# with IVF_SQ and √rows partitions (docs/benchmarks.md, "Tuning").
-DEFAULT_NPROBES = 40
+# IVF partitions probed per vector query: at least DEFAULT_NPROBES, and up to
+# PROBE_CEILING_FACTOR times as many when a narrow prefilter (one capsule) leaves the first
+# partitions short of candidates. At 1M chunks (IVF_SQ, 1,000 partitions, organization
+# filter) 20..40 gave recall@10 0.994 at p95 9.9 ms for LanceDB's part; an unbounded ceiling
+# (maximum_nprobes(0)) probed far more partitions than needed, p95 50 ms, for recall 0.997
+# (docs/benchmarks.md, "Probes").
+DEFAULT_NPROBES = 20
+PROBE_CEILING_FACTOR = 2
 CACHE_TTL_SECONDS = 600.0
 # The constant of reciprocal rank fusion (Cormack et al. 2009); 60 is the value in the paper
 # and in LanceDB's own RRFReranker.
@@ -68,11 +74,20 @@ RRF_K = 60
 # semantic hits out of the top ten; at 2:1 hybrid beats both single modes on nDCG@10 and
 # recall@10 on the labelled sets (docs/benchmarks.md, "Retrieval quality").
 HYBRID_WEIGHTS = (2.0, 1.0)
+# How deep hybrid reads the full-text list. Past rank 50 a full-text hit adds at most
+# 1/(RRF_K + 51) to a fused score whose top ten start near 2/(RRF_K + 1); BM25's top-k search
+# is the slowest half of a hybrid query at 1M chunks, and a shorter k lets it prune more
+# (docs/benchmarks.md, "Search").
+HYBRID_FULLTEXT_DEPTH = 50
 _RESULT_COLUMNS = ["id", "content_id", "capsule_id", "organization_id", "content_type", "created_at", "chunk_index",
                    "page", "heading", "title", "text"]
 # LanceDB's sync API hands each query to its own runtime and waits, releasing the GIL, so two
 # threads are enough to overlap the two halves of a hybrid query.
 _HYBRID_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="encaptio-hybrid")
+
+
+class StaleCandidatesError(RuntimeError):
+    """A cached candidate list's table version is gone; the list must be ranked again."""
 
 
 class SearchMode(StrEnum):
@@ -278,14 +293,29 @@ class SearchService:
             authz.check(self._db, self.principal, Permission.SEARCH_ORG, request.organization_id)
         fingerprint = request.fingerprint()
         cache_key = f"search:{request.organization_id}:{fingerprint}"
-        candidates = get_json(self._cache, cache_key) if self._cache else None
-        cached = candidates is not None
-        if candidates is None:
-            candidates = self._candidates(request)
-            if self._cache:
-                set_json(self._cache, cache_key, candidates, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
-        window = candidates[request.offset:request.offset + request.limit]
-        hits = self._materialize(request, window)
+        entry = get_json(self._cache, cache_key) if self._cache else None
+        cached = isinstance(entry, dict) and {"version", "candidates", "hits"} <= entry.keys()
+        if not cached:
+            entry = self._fresh_entry(request)
+        window = entry["candidates"][request.offset:request.offset + request.limit]
+        missing = [c["row_id"] for c in window if str(c["row_id"]) not in entry["hits"]]
+        if missing:
+            try:
+                entry["hits"] |= self._read_rows(missing, entry["version"], current=not cached)
+            except StaleCandidatesError:
+                cached, entry = False, self._fresh_entry(request)
+                window = entry["candidates"][request.offset:request.offset + request.limit]
+                entry["hits"] |= self._read_rows([c["row_id"] for c in window], entry["version"], current=True)
+        if self._cache and (missing or not cached):
+            set_json(self._cache, cache_key, entry, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
+        known = entry["hits"]
+        leaked = [hit for hit in known.values() if hit["organization_id"] != request.organization_id]
+        if leaked:
+            # Unreachable while the prefilter holds; if it ever breaks, fail closed.
+            raise RuntimeError(f"tenant isolation violated: {len(leaked)} foreign chunks for one query")
+        hits = [SearchHit(**(known[str(c["row_id"])] | {"score": c["score"]})) for c in window
+                if str(c["row_id"]) in known]
+        candidates = entry["candidates"]
         end = request.offset + len(window)
         next_cursor = _encode_cursor(fingerprint, end) if end < len(candidates) and end < self.depth else None
         return SearchPage(
@@ -294,23 +324,41 @@ class SearchService:
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
-    def _materialize(self, request: SearchRequest, window: list[dict[str, Any]]) -> list[SearchHit]:
-        """The page's rows, read by chunk id under the organization filter, in candidate order.
+    def _fresh_entry(self, request: SearchRequest) -> dict[str, Any]:
+        """Rank the candidates; row addresses are only meaningful with the version they came from.
 
-        A chunk deleted since its candidate list was cached is simply absent from the page (the
-        pipeline invalidates the cache when a capsule changes, so this is a short race).
+        Compaction moves rows to new addresses, so if the table changed version while the
+        lists were computed (hybrid runs two queries) they are computed once more.
         """
-        if not window:
-            return []
-        ids = [candidate["chunk_id"] for candidate in window]
-        rows = (self.table.search().where((col("id").isin(ids)) & (col("organization_id") == lit(request.organization_id)))
-                .select(_RESULT_COLUMNS).limit(len(ids)).to_arrow().to_pylist())
-        leaked = [row for row in rows if row["organization_id"] != request.organization_id]
-        if leaked:
-            # Unreachable while the filter holds; if it ever breaks, fail closed.
-            raise RuntimeError(f"tenant isolation violated: {len(leaked)} foreign chunks for one query")
-        by_id = {row["id"]: row for row in rows}
-        return [SearchHit(**_hit(by_id[c["chunk_id"]], c["score"])) for c in window if c["chunk_id"] in by_id]
+        for _ in range(3):
+            version = self.table.version
+            candidates = self._candidates(request)
+            if self.table.version == version:
+                return {"version": version, "candidates": candidates, "hits": {}}
+        raise StaleCandidatesError("the chunk table kept changing during the search; retry")
+
+    def _read_rows(self, addresses: list[int], version: int, *, current: bool = False) -> dict[str, dict[str, Any]]:
+        """The page's rows, by row address, from the table version the addresses came from.
+
+        A take by address costs ~0.5-2 ms at 1M rows against ~6 ms for an indexed lookup by chunk
+        id under the organization filter. A cached list outlives table versions; its rows are
+        read at the version it was ranked on (LanceDB keeps versions for the 30-day recovery
+        window) and, when that version is gone (an erasure's cleanup), the list is ranked again.
+        """
+        if current or self.table.version == version:
+            rows = self.table.take_row_ids(addresses).select(_RESULT_COLUMNS).with_row_id().to_arrow().to_pylist()
+            return {str(row["_rowid"]): _hit(row) for row in rows}
+        then = open_chunks_table(self._vectors, create=False)
+        try:
+            then.checkout(version)
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise StaleCandidatesError(f"table version {version} is gone") from exc
+        rows = then.take_row_ids(addresses).select(_RESULT_COLUMNS).with_row_id().to_arrow().to_pylist()
+        # A chunk deleted since then must not come back from the old version.
+        ids = [row["id"] for row in rows]
+        current = set(self.table.search().where(col("id").isin(ids)).select(["id"]).limit(len(ids) or 1)
+                      .to_arrow().column("id").to_pylist()) if ids else set()
+        return {str(row["_rowid"]): _hit(row) for row in rows if row["id"] in current}
 
     def _candidates(self, request: SearchRequest) -> list[dict[str, Any]]:
         if request.mode is SearchMode.SEMANTIC:
@@ -318,50 +366,54 @@ class SearchService:
         elif request.mode is SearchMode.FULLTEXT:
             ranked = self._fulltext(request)
         else:
-            fulltext = _HYBRID_POOL.submit(self._fulltext, request)
+            fulltext = _HYBRID_POOL.submit(self._fulltext, request, min(self.depth, HYBRID_FULLTEXT_DEPTH))
             semantic = self._semantic(request)
-            ranked = reciprocal_rank_fusion([semantic, fulltext.result()], self.depth, weights=HYBRID_WEIGHTS)
+            ranked = reciprocal_rank_fusion([semantic, fulltext.result()], self.depth, weights=HYBRID_WEIGHTS,
+                                            key="row_id")
         if request.sort is not SortOrder.RELEVANCE:
-            ranked.sort(key=lambda hit: (hit["created_at"], hit["chunk_id"]), reverse=request.sort is SortOrder.NEWEST)
+            ranked.sort(key=lambda hit: (hit["created_at"], hit["row_id"]), reverse=request.sort is SortOrder.NEWEST)
         return ranked
 
     def _candidate_columns(self, request: SearchRequest) -> list[str]:
-        return ["id", "created_at"] if request.sort is not SortOrder.RELEVANCE else ["id"]
+        # Row addresses and scores only: reading even the chunk id column for 100 candidates
+        # cost 2-3 ms per list at 1M rows.
+        return ["created_at"] if request.sort is not SortOrder.RELEVANCE else []
 
     def semantic_query(self, request: SearchRequest) -> Any:
         check_corpus_model(self._db, self.embedder.model_name)
         vector = _query_vector(self.embedder, request.query)
         query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
                  .where(request.filter(), prefilter=True)
-                 .select([*self._candidate_columns(request), "_distance"]).limit(self.depth)
-                 # A floor, not a cap: with a narrow prefilter (one capsule) LanceDB may need more
-                 # partitions to fill the page; .nprobes(n) would also cap it and drop hits.
-                 .minimum_nprobes(self.nprobes).maximum_nprobes(0))
+                 .select([*self._candidate_columns(request), "_distance"]).with_row_id(True).limit(self.depth)
+                 # A floor and a ceiling rather than .nprobes(n), which pins both: with a narrow
+                 # prefilter (one capsule) LanceDB may probe further to fill the candidate list.
+                 .minimum_nprobes(self.nprobes).maximum_nprobes(self.nprobes * PROBE_CEILING_FACTOR))
         return query.refine_factor(self.refine_factor) if self.refine_factor else query
 
-    def fulltext_query(self, request: SearchRequest) -> Any:
+    def fulltext_query(self, request: SearchRequest, depth: int | None = None) -> Any:
         return (self.table.search(MatchQuery(request.query, "text"), query_type="fts")
                 .where(request.filter(), prefilter=True).select([*self._candidate_columns(request), "_score"])
-                .limit(self.depth))
+                .with_row_id(True).limit(depth or self.depth))
 
     def _semantic(self, request: SearchRequest) -> list[dict[str, Any]]:
         rows = self.semantic_query(request).to_arrow().to_pylist()
         return _ranked(rows, lambda row: 1.0 - float(row["_distance"]))
 
-    def _fulltext(self, request: SearchRequest) -> list[dict[str, Any]]:
-        rows = self.fulltext_query(request).to_arrow().to_pylist()
+    def _fulltext(self, request: SearchRequest, depth: int | None = None) -> list[dict[str, Any]]:
+        rows = self.fulltext_query(request, depth).to_arrow().to_pylist()
         return _ranked(rows, lambda row: float(row["_score"]))
 
 
 def _ranked(rows: Sequence[dict[str, Any]], score: Any) -> list[dict[str, Any]]:
-    """Candidates as the cache keeps them: chunk id, score and (for date sorts) created_at."""
-    hits = [{"chunk_id": row["id"], "score": round(score(row), 6)}
+    """Candidates as the cache keeps them: row address, score and (for date sorts) created_at,
+    ordered by score, then address (deterministic within one table version)."""
+    hits = [{"row_id": row["_rowid"], "score": round(score(row), 6)}
             | ({"created_at": row["created_at"].isoformat()} if "created_at" in row else {}) for row in rows]
-    hits.sort(key=lambda hit: (-hit["score"], hit["chunk_id"]))
+    hits.sort(key=lambda hit: (-hit["score"], hit["row_id"]))
     return hits
 
 
-def _hit(row: dict[str, Any], score: float) -> dict[str, Any]:
+def _hit(row: dict[str, Any], score: float = 0.0) -> dict[str, Any]:
     return {
         "chunk_id": row["id"], "score": score, "text": row["text"], "content_id": row["content_id"],
         "capsule_id": row["capsule_id"], "organization_id": row["organization_id"],
@@ -371,22 +423,22 @@ def _hit(row: dict[str, Any], score: float) -> dict[str, Any]:
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[dict[str, Any]]], depth: int,
-                           weights: Sequence[float] | None = None) -> list[dict[str, Any]]:
+                           weights: Sequence[float] | None = None, *, key: str = "chunk_id") -> list[dict[str, Any]]:
     """Fuse ranked lists by the sum of weight / (RRF_K + rank) (weight 1 for each list by default).
 
     Written here rather than with LanceDB's RRFReranker because that reranker fuses one
-    hybrid query's result table in pandas, and we need the fused list keyed by chunk id with
-    a deterministic tie-break (score, then id) for stable pagination; the formula is the same.
+    hybrid query's result table in pandas, and we need the fused list keyed by `key` with a
+    deterministic tie-break (score, then key) for stable pagination; the formula is the same.
     """
     weights = list(weights) if weights is not None else [1.0] * len(rankings)
     if len(weights) != len(rankings):
         raise ValueError(f"{len(rankings)} rankings but {len(weights)} weights")
-    fused: dict[str, dict[str, Any]] = {}
+    fused: dict[Any, dict[str, Any]] = {}
     for ranking, weight in zip(rankings, weights, strict=True):
         for rank, hit in enumerate(ranking, start=1):
-            entry = fused.setdefault(hit["chunk_id"], {**hit, "score": 0.0})
+            entry = fused.setdefault(hit[key], {**hit, "score": 0.0})
             entry["score"] += weight / (RRF_K + rank)
-    ordered = sorted(fused.values(), key=lambda hit: (-hit["score"], hit["chunk_id"]))[:depth]
+    ordered = sorted(fused.values(), key=lambda hit: (-hit["score"], hit[key]))[:depth]
     for hit in ordered:
         hit["score"] = round(hit["score"], 6)
     return ordered

@@ -150,3 +150,57 @@ def test_repeated_queries_are_served_from_the_cache(built: tuple[Platform, Corpu
     request = SearchRequest(_org(corpus), "a question nobody asked before", mode=SearchMode.HYBRID)
     assert not service.search(request).cached
     assert service.search(request).cached
+
+
+def test_pages_of_a_cached_list_survive_compaction(built: tuple[Platform, Corpus]) -> None:
+    """The cached candidate list keeps row addresses; compaction moves rows, and later pages
+    must still show the right chunks (read again by id), never another row."""
+    from encaptio_data.search.index import open_chunks_table
+    from encaptio_data.stores.cache import MemoryCache
+
+    platform, corpus = built
+    cached_service = SearchService(platform.vectors, MemoryCache(namespace="compaction-test"), principal=SEARCHER,
+                                   db=platform.db)
+    request = SearchRequest(_org(corpus), "guide", mode=SearchMode.FULLTEXT, limit=5)
+    first = cached_service.search(request)
+    assert first.total_candidates > 10 and not first.cached
+    table = open_chunks_table(platform.vectors)
+    rows_before = {r["_rowid"]: r["id"] for r in table.search().select(["id"]).with_row_id(True).to_arrow().to_pylist()}
+    table.to_lance().optimize.compact_files()
+    table.checkout_latest()
+    rows_after = {r["_rowid"]: r["id"] for r in table.search().select(["id"]).with_row_id(True).to_arrow().to_pylist()}
+    assert rows_before != rows_after, "compaction should have moved rows for this test to mean anything"
+    later = cached_service.search(SearchRequest(_org(corpus), "guide", mode=SearchMode.FULLTEXT, limit=5, offset=5))
+    fresh = SearchService(platform.vectors, None, principal=SEARCHER, db=platform.db).search(
+        SearchRequest(_org(corpus), "guide", mode=SearchMode.FULLTEXT, limit=5, offset=5))
+    assert later.cached
+    assert [(h.chunk_id, h.text, h.content_id) for h in later.hits] == [(h.chunk_id, h.text, h.content_id)
+                                                                         for h in fresh.hits]
+    again = cached_service.search(request)
+    assert again.cached and [h.chunk_id for h in again.hits] == [h.chunk_id for h in first.hits]
+
+
+def test_a_chunk_deleted_after_caching_does_not_come_back(built: tuple[Platform, Corpus]) -> None:
+    """Later pages of a cached list read rows at the version it was ranked on; a chunk deleted
+    since (here without the cache invalidation the pipeline does) must not reappear."""
+    from lancedb.expr import col, lit
+
+    from encaptio_data.search.index import open_chunks_table
+    from encaptio_data.stores.cache import MemoryCache
+
+    platform, corpus = built
+    cached_service = SearchService(platform.vectors, MemoryCache(namespace="deletion-test"), principal=SEARCHER,
+                                   db=platform.db)
+    cached_service.search(SearchRequest(_org(corpus), "guide", mode=SearchMode.HYBRID, limit=5))
+    second_page = SearchRequest(_org(corpus), "guide", mode=SearchMode.HYBRID, limit=5, offset=5)
+    doomed = SearchService(platform.vectors, None, principal=SEARCHER, db=platform.db).search(second_page).hits[0]
+    table = open_chunks_table(platform.vectors)
+    before = table.version
+    table.delete(col("id") == lit(doomed.chunk_id))
+    try:
+        later = cached_service.search(second_page)
+        assert later.cached
+        assert doomed.chunk_id not in [hit.chunk_id for hit in later.hits]
+        assert len(later.hits) == 4
+    finally:
+        table.restore(before)
