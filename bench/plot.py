@@ -38,8 +38,11 @@ def plot_search_latency(results: list[dict[str, Any]], output: Path) -> Path:
     axes[0].set_ylabel("ms per query, cache off (log)", fontsize=9)
     axes[1].legend(fontsize=8, loc="center right")
     machine = results[-1]["machine"]
-    fig.suptitle(f"Search latency vs corpus size - {machine['cpu_model']}, {machine['cores']} cores, shared machine "
-                 f"(load avg 4-8); semantic and hybrid include the query embedding", fontsize=9)
+    loads = [value for r in results for key in ("load_average_start", "load_average_end")
+             for value in r["machine"].get(key, [])[:1]]
+    load = f"1-min load avg {min(loads):.1f}-{max(loads):.1f}" if loads else "load not recorded"
+    fig.suptitle(f"Search latency vs corpus size - {machine['cpu_model']}, {machine['cores']} cores ({load}); "
+                 f"semantic and hybrid include the query embedding", fontsize=9)
     fig.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(output)

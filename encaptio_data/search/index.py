@@ -94,6 +94,12 @@ def delete_content(table: lancedb.table.Table, content_ids: Iterable[uuid.UUID])
 # recall (IVF_SQ recall rises with partitions per row, it does not collapse) at a fraction
 # of a retrain's cost: at 1M rows a retrain is ~45 s of both cores, an optimize seconds.
 RETRAIN_PARTITION_GROWTH = 1.5
+# Up to this many rows the full-text index is rebuilt whenever it no longer covers exactly the
+# table's rows. An index updated in place keeps BM25 statistics (document count, lengths) that
+# depend on its history, so the same rows could score differently on two instances (an export
+# imported elsewhere must answer identically); a rebuild at this size takes seconds. Larger
+# tables fold new rows in incrementally and accept the drift.
+FULLTEXT_REBUILD_MAX_ROWS = 200_000
 # Each optimize() adds the new rows as one more segment of the vector index (see optimize);
 # a query probes every segment, so past this many the index is retrained into one.
 MAX_VECTOR_DELTAS = 8
@@ -139,6 +145,11 @@ def vector_partitions(table: lancedb.table.Table) -> int | None:
     return max(segments) if segments else None
 
 
+def _fulltext_stale(table: lancedb.table.Table, rows: int) -> bool:
+    stats = table.index_stats("text_idx")
+    return stats is None or stats.num_unindexed_rows > 0 or stats.num_indexed_rows != rows
+
+
 def build_indexes(table: lancedb.table.Table, *, vector_index_min_rows: int = VECTOR_INDEX_MIN_ROWS,
                   num_partitions: int | None = None, rebuild: bool = False) -> IndexReport:
     """Make every index the query API relies on exist and cover every row.
@@ -161,7 +172,7 @@ def build_indexes(table: lancedb.table.Table, *, vector_index_min_rows: int = VE
             table.create_index(column, config=config, replace=True, name=name)
             built.append(name)
         scalar.append(column)
-    if rebuild or "text_idx" not in existing:
+    if rebuild or "text_idx" not in existing or (rows <= FULLTEXT_REBUILD_MAX_ROWS and _fulltext_stale(table, rows)):
         table.create_index("text", config=FTS(with_position=False), replace=True, name="text_idx")
         built.append("text_idx")
     segments = vector_segments(table)

@@ -14,6 +14,7 @@ import lancedb
 import numpy as np
 import pytest
 
+from encaptio_data.search import index as index_module
 from encaptio_data.search.index import (MAX_VECTOR_DELTAS, SCHEMA, build_indexes, chunk_batch, optimize,
                                         vector_partitions, vector_segments)
 
@@ -32,6 +33,12 @@ def _rows(start: int, count: int, rng: np.random.Generator) -> tuple[list[dict],
 
 
 @pytest.fixture
+def large(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behave as above FULLTEXT_REBUILD_MAX_ROWS: the full-text index is folded, not rebuilt."""
+    monkeypatch.setattr(index_module, "FULLTEXT_REBUILD_MAX_ROWS", 0)
+
+
+@pytest.fixture
 def table(tmp_path: Path) -> lancedb.table.Table:
     return lancedb.connect(tmp_path / "lance").create_table("chunks", schema=SCHEMA)
 
@@ -42,7 +49,7 @@ def _add(table: lancedb.table.Table, start: int, count: int, seed: int) -> None:
 
 
 
-def test_first_build_creates_everything_and_a_second_builds_nothing(table: lancedb.table.Table) -> None:
+def test_first_build_creates_everything_and_a_second_builds_nothing(table: lancedb.table.Table, large: None) -> None:
     _add(table, 0, 500, seed=1)
     first = build_indexes(table, vector_index_min_rows=MIN_ROWS)
     assert set(first.built) == {"id_idx", "organization_id_idx", "capsule_id_idx", "content_type_idx",
@@ -52,7 +59,7 @@ def test_first_build_creates_everything_and_a_second_builds_nothing(table: lance
     assert second.built == [] and second.unindexed_rows == 0
 
 
-def test_new_rows_are_folded_in_without_a_rebuild(table: lancedb.table.Table) -> None:
+def test_new_rows_are_folded_in_without_a_rebuild(table: lancedb.table.Table, large: None) -> None:
     _add(table, 0, 500, seed=1)
     build_indexes(table, vector_index_min_rows=MIN_ROWS)
     _add(table, 500, 200, seed=2)  # 700 rows: √700 = 26 < 1.5 × 22 trained partitions
@@ -66,7 +73,7 @@ def test_new_rows_are_folded_in_without_a_rebuild(table: lancedb.table.Table) ->
     assert [hit["id"] for hit in hits] == ["chunk-000657"]
 
 
-def test_an_outgrown_vector_index_is_retrained(table: lancedb.table.Table) -> None:
+def test_an_outgrown_vector_index_is_retrained(table: lancedb.table.Table, large: None) -> None:
     _add(table, 0, 500, seed=1)
     build_indexes(table, vector_index_min_rows=MIN_ROWS)
     _add(table, 500, 700, seed=3)  # 1,200 rows: √1200 = 34 ≥ 1.5 × 22
@@ -100,7 +107,7 @@ def test_optimize_keeps_the_trained_partitions(table: lancedb.table.Table) -> No
     assert table.index_stats("vector_idx").num_unindexed_rows == 0
 
 
-def test_piled_up_deltas_are_retrained_into_one(table: lancedb.table.Table) -> None:
+def test_piled_up_deltas_are_retrained_into_one(table: lancedb.table.Table, large: None) -> None:
     _add(table, 0, 500, seed=1)
     build_indexes(table, vector_index_min_rows=MIN_ROWS)
     for batch in range(MAX_VECTOR_DELTAS):
@@ -110,3 +117,26 @@ def test_piled_up_deltas_are_retrained_into_one(table: lancedb.table.Table) -> N
     _add(table, 1000, 10, seed=99)
     report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
     assert report.built == ["vector_idx"] and vector_segments(table) == [int(590 ** 0.5)]
+
+
+def test_a_small_table_gets_fresh_bm25_statistics(tmp_path: Path) -> None:
+    """Below FULLTEXT_REBUILD_MAX_ROWS the full-text index is rebuilt when rows come or go, so
+    the same rows score the same however they arrived (one batch or three, with a delete)."""
+    incremental = lancedb.connect(tmp_path / "a").create_table("chunks", schema=SCHEMA)
+    _add(incremental, 0, 300, seed=1)
+    build_indexes(incremental, vector_index_min_rows=MIN_ROWS)
+    _add(incremental, 300, 200, seed=2)
+    _add(incremental, 500, 50, seed=3)
+    incremental.delete("id >= 'chunk-000500'")
+    report = build_indexes(incremental, vector_index_min_rows=MIN_ROWS)
+    assert "text_idx" in report.built
+    at_once = lancedb.connect(tmp_path / "b").create_table("chunks", schema=SCHEMA)
+    _add(at_once, 0, 300, seed=1)
+    _add(at_once, 300, 200, seed=2)
+    build_indexes(at_once, vector_index_min_rows=MIN_ROWS)
+
+    def scores(table: lancedb.table.Table) -> list[tuple[str, float]]:
+        rows = table.search("word7 common", query_type="fts").select(["id", "_score"]).limit(20).to_list()
+        return [(row["id"], round(row["_score"], 6)) for row in rows]
+
+    assert scores(incremental) == scores(at_once)
