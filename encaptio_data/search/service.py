@@ -297,17 +297,14 @@ class SearchService:
         cached = isinstance(entry, dict) and {"version", "candidates", "hits"} <= entry.keys()
         if not cached:
             entry = self._fresh_entry(request)
-        window = entry["candidates"][request.offset:request.offset + request.limit]
-        missing = [c["row_id"] for c in window if str(c["row_id"]) not in entry["hits"]]
-        if missing:
-            try:
-                entry["hits"] |= self._read_rows(missing, entry["version"], current=not cached)
-            except StaleCandidatesError:
-                cached, entry = False, self._fresh_entry(request)
-                window = entry["candidates"][request.offset:request.offset + request.limit]
-                entry["hits"] |= self._read_rows([c["row_id"] for c in window], entry["version"], current=True)
-        if self._cache and (missing or not cached):
+        try:
+            changed = self._settle_window(entry, request, current=not cached)
+        except StaleCandidatesError:
+            cached, entry = False, self._fresh_entry(request)
+            changed = self._settle_window(entry, request, current=True)
+        if self._cache and (changed or not cached):
             set_json(self._cache, cache_key, entry, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
+        window = entry["candidates"][request.offset:request.offset + request.limit]
         known = entry["hits"]
         leaked = [hit for hit in known.values() if hit["organization_id"] != request.organization_id]
         if leaked:
@@ -323,6 +320,38 @@ class SearchService:
             limit=request.limit, total_candidates=len(candidates), next_cursor=next_cursor, cached=cached,
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+    def _settle_window(self, entry: dict[str, Any], request: SearchRequest, *, current: bool) -> bool:
+        """Read the page's rows, and put candidates that tie with them in chunk-id order.
+
+        Lists are ranked by row address within a tie, but addresses differ between instances and
+        after compaction; the order users see within a tie must not (an organization imported
+        elsewhere answers identically). A tie reaching past the page's edges is read whole, and
+        the settled order is kept in the list, so later pages neither repeat nor skip a chunk.
+        Returns whether the entry changed (and should be cached again).
+        """
+        candidates, known = entry["candidates"], entry["hits"]
+        tied = _sort_key(request.sort)
+        start, stop = request.offset, min(request.offset + request.limit, len(candidates))
+        while 0 < start < len(candidates) and tied(candidates[start - 1]) == tied(candidates[start]):
+            start -= 1
+        while 0 < stop < len(candidates) and tied(candidates[stop - 1]) == tied(candidates[stop]):
+            stop += 1
+        span = candidates[start:stop]
+        missing = [c["row_id"] for c in span if str(c["row_id"]) not in known]
+        if missing:
+            known |= self._read_rows(missing, entry["version"], current=current)
+        groups = _group_ranks(span, tied)
+        settled = span
+        if len(groups) < len(span):
+            # Within a tie: chunk id ascending (descending for newest first, as the date sort runs).
+            settled = sorted(span, key=lambda c: (groups[tied(c)], known.get(str(c["row_id"]), {}).get("chunk_id", "")))
+            if request.sort is SortOrder.NEWEST:
+                settled = _reverse_within_groups(settled, tied)
+        reordered = [c["row_id"] for c in settled] != [c["row_id"] for c in span]
+        if reordered:
+            candidates[start:stop] = settled
+        return bool(missing) or reordered
 
     def _fresh_entry(self, request: SearchRequest) -> dict[str, Any]:
         """Rank the candidates; row addresses are only meaningful with the version they came from.
@@ -402,6 +431,28 @@ class SearchService:
     def _fulltext(self, request: SearchRequest, depth: int | None = None) -> list[dict[str, Any]]:
         rows = self.fulltext_query(request, depth).to_arrow().to_pylist()
         return _ranked(rows, lambda row: float(row["_score"]))
+
+
+def _sort_key(sort: SortOrder) -> Any:
+    """What two candidates tie on under this sort."""
+    if sort is SortOrder.RELEVANCE:
+        return lambda candidate: candidate["score"]
+    return lambda candidate: candidate["created_at"]
+
+
+def _group_ranks(span: Sequence[dict[str, Any]], tied: Any) -> dict[Any, int]:
+    """Each distinct tie value in the span → its position among the span's groups (list order)."""
+    ranks: dict[Any, int] = {}
+    for candidate in span:
+        ranks.setdefault(tied(candidate), len(ranks))
+    return ranks
+
+
+def _reverse_within_groups(span: list[dict[str, Any]], tied: Any) -> list[dict[str, Any]]:
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for candidate in span:
+        groups.setdefault(tied(candidate), []).append(candidate)
+    return [candidate for group in groups.values() for candidate in reversed(group)]
 
 
 def _ranked(rows: Sequence[dict[str, Any]], score: Any) -> list[dict[str, Any]]:

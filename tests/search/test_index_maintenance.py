@@ -140,3 +140,39 @@ def test_a_small_table_gets_fresh_bm25_statistics(tmp_path: Path) -> None:
         return [(row["id"], round(row["_score"], 6)) for row in rows]
 
     assert scores(incremental) == scores(at_once)
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest"])
+def test_ties_are_ordered_by_chunk_id_whatever_the_row_order(tmp_path: Path, sort: str) -> None:
+    """Rows that tie (same text, same score; same created_at for the date sort) come back in
+    chunk-id order on two instances that stored them in opposite orders, with and without the
+    cache, and the pages of one list neither repeat nor skip a chunk."""
+    from encaptio_data.authz import Grant, Permission, Principal
+    from encaptio_data.db.session import Database
+    from encaptio_data.search.service import SearchMode, SearchRequest, SearchService, SortOrder
+    from encaptio_data.stores.cache import MemoryCache
+    from encaptio_data.stores.vectors import LocalVectorStore
+
+    searcher = Principal("system:test-search", (Grant(frozenset({Permission.SEARCH_ORG}), None),), system=True)
+    rows, vectors = _rows(0, 23, np.random.default_rng(1))
+    for row in rows:
+        row["text"], row["created_at"] = "the same tied words", datetime(2026, 1, 1, tzinfo=UTC)
+    pages: dict[str, list[list[str]]] = {}
+    for name, order in (("forward", slice(None)), ("reversed", slice(None, None, -1))):
+        store = LocalVectorStore(tmp_path / name)
+        table = store.connect().create_table("chunks", schema=SCHEMA)
+        table.add(chunk_batch(rows[order], vectors[order]))
+        build_indexes(table, vector_index_min_rows=MIN_ROWS)
+        for cache in (None, MemoryCache(namespace=f"ties-{name}")):
+            service = SearchService(store, cache, principal=searcher,
+                                    db=Database(f"sqlite:///{tmp_path / 'audit.sqlite3'}"))
+            pages[f"{name}-{cache is not None}"] = [
+                [hit.chunk_id for hit in service.search(SearchRequest(ORG, "tied words", mode=SearchMode.FULLTEXT,
+                                                                      sort=SortOrder(sort), limit=5,
+                                                                      offset=offset)).hits]
+                for offset in range(0, 25, 5)]
+    expected = sorted(row["id"] for row in rows)
+    if sort == "newest":
+        expected.reverse()
+    for name, listed in pages.items():
+        assert [chunk for page in listed for chunk in page] == expected, name
