@@ -87,6 +87,7 @@ def run_ingest_bench(*, files: int = 16, data_dir: Path | None = None, progress:
     from encaptio_data.content.uploads import register_uploads
     from encaptio_data.corpus import CorpusSpec
     from encaptio_data.demo import seed_demo
+    from encaptio_data.keys import KeyStore
     from encaptio_data.platform import Platform
     from encaptio_data.search.index import build_indexes, open_chunks_table
     from encaptio_data.settings import get_settings
@@ -112,8 +113,9 @@ def run_ingest_bench(*, files: int = 16, data_dir: Path | None = None, progress:
         _timed(setup, "seed_demo (generate corpus, insert rows, upload files)", lambda: seed_demo(first, spec),
                progress)
 
-        _timed(stages, "register_uploads", lambda: register_uploads(first.db, first.objects), progress)
-        _timed(stages, "extract_content", lambda: extract_content(first.db, first.objects), progress)
+        keys = KeyStore(first.settings.keys_dir)  # the demo's uploads are sealed with their uploaders' keys
+        _timed(stages, "register_uploads", lambda: register_uploads(first.db, first.objects, keys=keys), progress)
+        _timed(stages, "extract_content", lambda: extract_content(first.db, first.objects, keys=keys), progress)
         _timed(stages, "chunk_content", lambda: chunk_content(first.db), progress)
         by_capsule = _chunk_texts(first)
         # The same chunked state for the other encoder: a copy of the data dir (SQLite closed

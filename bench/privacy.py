@@ -39,12 +39,14 @@ def _demo(platform: Any, progress: ProgressCallback) -> None:
     from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
     from encaptio_data.content.uploads import register_uploads
     from encaptio_data.demo import seed_demo
+    from encaptio_data.keys import KeyStore
     from encaptio_data.search.index import build_indexes, open_chunks_table
 
     say(progress, "seeding the demo corpus and running the pipeline")
     seed_demo(platform)
-    register_uploads(platform.db, platform.objects)
-    extract_content(platform.db, platform.objects)
+    keys = KeyStore(platform.settings.keys_dir)  # the demo's uploads are sealed with their uploaders' keys
+    register_uploads(platform.db, platform.objects, keys=keys)
+    extract_content(platform.db, platform.objects, keys=keys)
     chunk_content(platform.db)
     embed_content(platform.db, platform.vectors, load_embedder(), cache=platform.cache)
     build_indexes(open_chunks_table(platform.vectors))

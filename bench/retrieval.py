@@ -120,6 +120,7 @@ def _build(root: Path, spec: Any, embedder: Any, progress: ProgressCallback) -> 
     from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
     from encaptio_data.content.uploads import register_uploads
     from encaptio_data.demo import seed_demo
+    from encaptio_data.keys import KeyStore
     from encaptio_data.platform import Platform
     from encaptio_data.search.index import build_indexes, open_chunks_table
     from encaptio_data.settings import get_settings
@@ -138,9 +139,10 @@ def _build(root: Path, spec: Any, embedder: Any, progress: ProgressCallback) -> 
         initialize(platform)
         say(progress, "retrieval: seeding the demo corpus")
         seed_demo(platform, spec)
-        register_uploads(platform.db, platform.objects)
+        keys = KeyStore(platform.settings.keys_dir)  # the demo's uploads are sealed
+        register_uploads(platform.db, platform.objects, keys=keys)
         say(progress, "retrieval: extract, chunk, embed (real model)")
-        extract_content(platform.db, platform.objects)
+        extract_content(platform.db, platform.objects, keys=keys)
         chunk_content(platform.db)
         embedded = embed_content(platform.db, platform.vectors, embedder, cache=platform.cache)
         build_indexes(open_chunks_table(platform.vectors))

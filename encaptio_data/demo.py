@@ -14,11 +14,12 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
+from encaptio_data.content.files import put_file_if_changed
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.corpus import Corpus, CorpusSpec, generate
 from encaptio_data.db.models import Base, Capsule, Consent, Interaction, InteractionEvent, Organization, User
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
-from encaptio_data.stores.objects import put_if_changed
 
 _CONSENT_NAMESPACE = uuid.UUID("6f1c3f0e-8a0d-4a53-9d55-2f0b7d3c9e41")
 _BATCH = 2_000
@@ -80,12 +81,13 @@ def seed_demo(platform: Platform, spec: CorpusSpec | None = None, *, progress: P
                 progress.advance(task, len(batch))
 
     uploaded = unchanged = 0
+    keys = KeyStore(platform.settings.keys_dir)
     task = progress.add_task("files: uploads", total=len(corpus.files)) if progress else None
     for file in corpus.files:
         key = upload_key(file.organization_id, file.capsule_id, file.filename)
-        metadata = {"uploaded-by": str(file.uploaded_by), "title": file.title, "topic": file.topic, **file.metadata}
-        _, new = put_if_changed(platform.objects, key, file.data, content_type=file.mime_type,
-                                metadata=encode_metadata(metadata))
+        metadata = {"title": file.title, "topic": file.topic, **file.metadata}
+        _, new = put_file_if_changed(platform.objects, keys, key, file.data, uploaded_by=file.uploaded_by,
+                                     content_type=file.mime_type, metadata=encode_metadata(metadata))
         uploaded, unchanged = uploaded + new, unchanged + (not new)
         if progress:
             progress.advance(task, 1)

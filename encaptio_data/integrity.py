@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from encaptio_data import audit
+from encaptio_data.content.files import plain_digest
 from encaptio_data.content.uploads import UPLOADS_PREFIX, _parse_upload_key, capsule_upload_prefix, classify
 from encaptio_data.db.models import Base, Capsule, Chunk, Content, ContentExtraction
 from encaptio_data.db.session import Database
@@ -120,10 +121,11 @@ def content_objects(db: Database, objects: ObjectStore, *, capsule_id: uuid.UUID
         example = {"content_id": str(row.id), "object_key": row.object_key, "object_version": row.object_version}
         if found is None:
             return example | {"problem": "object version missing"}
-        if found.sha256 != row.sha256:
-            return example | {"problem": "sha256 differs", "row_sha256": row.sha256, "object_sha256": found.sha256}
-        if found.size != row.size_bytes:
-            return example | {"problem": "size differs", "row_size": row.size_bytes, "object_size": found.size}
+        sha256, size = plain_digest(found)  # of the uploaded bytes, also when stored sealed
+        if sha256 != row.sha256:
+            return example | {"problem": "sha256 differs", "row_sha256": row.sha256, "object_sha256": sha256}
+        if size != row.size_bytes:
+            return example | {"problem": "size differs", "row_size": row.size_bytes, "object_size": size}
         return None
 
     def listed(row: sa.Row[Any]) -> ObjectVersion | None:
@@ -176,7 +178,7 @@ def uploads_registered(db: Database, objects: ObjectStore, *, capsule_id: uuid.U
         row = by_key.get(version.key)
         if row is not None and (row.object_version == version.version_id or row.deleted_at is not None):
             counts["registered"] += 1
-        elif (parsed[1], version.sha256) in registered_bytes:
+        elif (parsed[1], plain_digest(version)[0]) in registered_bytes:
             counts["duplicates"] += 1
         else:
             problem = "no content row" if row is None else "latest version not registered"

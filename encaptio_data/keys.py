@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
 import secrets
+import struct
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -33,6 +36,12 @@ KEY_BYTES = 32
 NONCE_BYTES = 12
 _NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 ENVELOPE_MAGIC = b"ENC1"
+# A subject's sealed stream (content files): SEALED_MAGIC | u32 header length | header JSON | frames.
+SEALED_MAGIC = b"ENCSEAL1"
+SEALED_FORMAT = "encaptio-sealed/1"
+STREAM_CHUNK_BYTES = 1024 * 1024
+_MAX_HEADER = 64 * 1024
+_FRAME = struct.Struct(">BI")  # final flag, envelope length
 
 
 def _key_id(key: bytes) -> str:
@@ -85,6 +94,102 @@ def decrypt(key: bytes, ciphertext: bytes, associated_data: bytes = b"", *, what
         return AESGCM(key).decrypt(nonce, ciphertext[len(ENVELOPE_MAGIC) + NONCE_BYTES:], associated_data or None)
     except InvalidTag:
         raise IntegrityError(f"{what} failed authentication: tampered, or encrypted under another key") from None
+
+
+# -- chunked streams ---------------------------------------------------------------------------
+#
+# frame = u8 final | u32 length | encrypt(key, chunk, AAD = sha256(header) | u64 index | final)
+#
+# The layout of lifecycle/backup.py's files. The associated data binds every chunk to its
+# stream's header, to its position and to whether it is the last one, so chunks cannot be
+# reordered, dropped, spliced from another stream or cut off at the end; a large file is
+# never held in memory whole.
+
+def frame_aad(header_digest: bytes, index: int, final: bool) -> bytes:
+    return header_digest + index.to_bytes(8, "big") + (b"\x01" if final else b"\x00")
+
+
+def read_exact(stream: BinaryIO, size: int) -> bytes:
+    """Up to size bytes: fewer only at the end of the stream (a read may return less than asked)."""
+    parts, remaining = [], size
+    while remaining:
+        piece = stream.read(remaining)
+        if not piece:
+            break
+        parts.append(piece)
+        remaining -= len(piece)
+    return b"".join(parts)
+
+
+def seal_frames(key: bytes, header_digest: bytes, source: BinaryIO, chunk_bytes: int, *,
+                plaintext_digest: Any = None) -> Iterator[bytes]:
+    """The frames of source; plaintext_digest (a hashlib object), if given, is fed the plaintext."""
+    index = 0
+    chunk = read_exact(source, chunk_bytes)
+    while True:
+        if plaintext_digest is not None:
+            plaintext_digest.update(chunk)
+        following = read_exact(source, chunk_bytes) if chunk else b""
+        final = not following
+        sealed = encrypt(key, chunk, frame_aad(header_digest, index, final))
+        yield _FRAME.pack(1 if final else 0, len(sealed)) + sealed
+        if final:
+            return
+        chunk, index = following, index + 1
+
+
+def open_frames(key: bytes, header_digest: bytes, stream: BinaryIO, chunk_bytes: int, *, what: str
+                ) -> Iterator[bytes]:
+    """The plaintext chunks of sealed frames; IntegrityError on any damage, truncation or extra byte."""
+    index = 0
+    while True:
+        frame = read_exact(stream, _FRAME.size)
+        if len(frame) < _FRAME.size:
+            raise IntegrityError(f"{what} is truncated after chunk {index}")
+        final, length = _FRAME.unpack(frame)
+        if length > chunk_bytes + len(ENVELOPE_MAGIC) + NONCE_BYTES + 16 or final not in (0, 1):
+            raise IntegrityError(f"{what} chunk {index} has a damaged frame")
+        sealed = read_exact(stream, length)
+        if len(sealed) < length:
+            raise IntegrityError(f"{what} is truncated in chunk {index}")
+        yield decrypt(key, sealed, frame_aad(header_digest, index, bool(final)), what=f"{what} chunk {index}")
+        if final:
+            break
+        index += 1
+    if stream.read(1):
+        raise IntegrityError(f"{what} has bytes after its last chunk")
+
+
+class PiecesReader(io.RawIOBase):
+    """A read-only stream over a generator of byte strings (no copy of the whole output)."""
+
+    def __init__(self, pieces: Iterator[bytes], on_close: Callable[[], None] | None = None) -> None:
+        self._pieces = pieces
+        self._current = memoryview(b"")
+        self._on_close = on_close
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not len(self._current):
+            try:
+                self._current = memoryview(next(self._pieces))
+            except StopIteration:
+                return 0
+        size = min(len(buffer), len(self._current))
+        buffer[:size] = self._current[:size]
+        self._current = self._current[size:]
+        return size
+
+    def close(self) -> None:
+        if not self.closed and self._on_close is not None:
+            self._on_close()
+        super().close()
+
+
+def buffered(pieces: Iterator[bytes], on_close: Callable[[], None] | None = None) -> BinaryIO:
+    return io.BufferedReader(PiecesReader(pieces, on_close), buffer_size=STREAM_CHUNK_BYTES)  # type: ignore[return-value]
 
 
 class KeyStore:
@@ -179,8 +284,12 @@ class KeyStore:
     def data_key(self, subject_id: str, *, create: bool = True) -> bytes:
         path = self._subject_path(subject_id)
         if not path.exists():
-            if not create or self.is_destroyed(subject_id):
-                raise KeyDestroyedError(f"the data key of subject {subject_id} does not exist (erased)")
+            if self.is_destroyed(subject_id):
+                raise KeyDestroyedError(f"the data key of subject {subject_id} was destroyed (the subject was "
+                                        "erased): its data is unreadable by design")
+            if not create:
+                raise KeyDestroyedError(f"the data key of subject {subject_id} does not exist in this key store "
+                                        "(erased, or sealed under another instance's keys)")
             key = secrets.token_bytes(KEY_BYTES)
             wrapped = encrypt(self.master_key(), key, subject_id.encode())
             record = {"subject": subject_id, "master_key_id": self.master_key_id(), "wrapped": wrapped.hex()}
@@ -208,6 +317,41 @@ class KeyStore:
 
     def decrypt_for(self, subject_id: str, ciphertext: bytes, *, what: str = "ciphertext") -> bytes:
         return decrypt(self.data_key(subject_id, create=False), ciphertext, subject_id.encode(), what=what)
+
+    def seal_stream(self, subject_id: str, source: BinaryIO, *, chunk_bytes: int = STREAM_CHUNK_BYTES) -> BinaryIO:
+        """source encrypted in chunks with the subject's data key; the header names the subject,
+        so a sealed object can be opened without knowing whose it is."""
+        key = self.data_key(subject_id)
+        header = json.dumps({"format": SEALED_FORMAT, "subject": subject_id, "cipher": "AES-256-GCM",
+                             "chunk_bytes": chunk_bytes}, sort_keys=True).encode()
+        digest = hashlib.sha256(header).digest()
+
+        def pieces() -> Iterator[bytes]:
+            yield SEALED_MAGIC + len(header).to_bytes(4, "big") + header
+            yield from seal_frames(key, digest, source, chunk_bytes)
+
+        return buffered(pieces())
+
+    def open_sealed(self, stream: BinaryIO, *, what: str) -> tuple[str, BinaryIO]:
+        """The subject and a plaintext stream of a sealed stream whose SEALED_MAGIC was already read.
+
+        KeyDestroyedError, before any byte is decrypted, when the subject's key is gone; the
+        returned stream raises IntegrityError at the first damaged chunk. Closing it closes stream.
+        """
+        size = int.from_bytes(read_exact(stream, 4), "big")
+        if not 0 < size <= _MAX_HEADER:
+            raise IntegrityError(f"{what} has a damaged header (length {size})")
+        raw = read_exact(stream, size)
+        try:
+            header = json.loads(raw)
+            subject, chunk_bytes = str(header["subject"]), int(header["chunk_bytes"])
+        except (ValueError, KeyError, TypeError):
+            raise IntegrityError(f"{what} has a damaged header") from None
+        if header.get("format") != SEALED_FORMAT:
+            raise IntegrityError(f"{what} has format {header.get('format')!r}, not {SEALED_FORMAT}")
+        key = self.data_key(subject, create=False)
+        return subject, buffered(open_frames(key, hashlib.sha256(raw).digest(), stream, chunk_bytes, what=what),
+                                 stream.close)
 
 
 def rotate_master_key(platform: Platform, *, operator: Principal | str | None) -> dict[str, object]:

@@ -79,3 +79,53 @@ def test_interrupted_rotation_keeps_every_key_readable_and_finishes_on_rerun(tmp
     keys.rotate_master()
     for subject, ciphertext in secrets_.items():
         assert keys.decrypt_for(subject, ciphertext) == subject.encode()
+
+
+def _sealed(keys: KeyStore, subject: str, data: bytes, chunk_bytes: int) -> bytes:
+    import io
+
+    with keys.seal_stream(subject, io.BytesIO(data), chunk_bytes=chunk_bytes) as stream:
+        return stream.read()
+
+
+def _open(keys: KeyStore, sealed: bytes, what: str = "test stream") -> bytes:
+    import io
+
+    from encaptio_data.keys import SEALED_MAGIC
+
+    assert sealed.startswith(SEALED_MAGIC)
+    _, stream = keys.open_sealed(io.BytesIO(sealed[len(SEALED_MAGIC):]), what=what)
+    with stream:
+        return stream.read()
+
+
+def test_sealed_stream_round_trips_in_chunks_and_refuses_any_damage(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    data = b"alice's diary, page after page. " * 1000  # 32 000 bytes: eight 4 KiB chunks
+    sealed = _sealed(keys, "alice", data, 4096)
+    assert b"diary" not in sealed and _open(keys, sealed) == data
+    assert _open(keys, _sealed(keys, "alice", b"", 4096)) == b""
+    header_end = sealed.index(b"}") + 1
+    frame = 5 + 12 + 4096 + 16 + 4  # flag, length, magic + nonce + chunk + tag
+    damaged = {
+        "flipped": sealed[:-1] + bytes([sealed[-1] ^ 1]),
+        "truncated": sealed[:header_end + 3 * frame],  # the final chunk is missing
+        "extended": sealed + b"\0",
+        "reordered": sealed[:header_end] + sealed[header_end + frame:header_end + 2 * frame]
+        + sealed[header_end:header_end + frame] + sealed[header_end + 2 * frame:],
+        "another subject": sealed.replace(b'"alice"', b'"bobby"'),
+    }
+    keys.data_key("bobby")
+    for name, bad in damaged.items():
+        with pytest.raises(IntegrityError, match=name):
+            _open(keys, bad, what=name)
+
+
+def test_a_sealed_stream_is_unreadable_once_its_key_is_destroyed(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    sealed = _sealed(keys, "alice", b"a backup copy of alice's file", 1024)
+    keys.destroy_data_key("alice")
+    with pytest.raises(KeyDestroyedError, match="destroyed"):
+        _open(keys, sealed)
+    with pytest.raises(KeyDestroyedError, match="does not exist in this key store"):
+        _open(KeyStore(tmp_path / "other-instance"), _sealed(KeyStore(tmp_path / "third"), "carol", b"x", 1024))

@@ -17,6 +17,7 @@ from encaptio_data.content.chunking import DEFAULT_CHUNK_TOKENS
 from encaptio_data.content.embedding import load_embedder
 from encaptio_data.content.pipeline import chunk_content, chunk_token_counts, embed_content, extract_content
 from encaptio_data.content.uploads import UPLOADS_PREFIX, capsule_upload_prefix, content_counts, register_uploads
+from encaptio_data.keys import KeyStore
 from encaptio_data.resources import CacheResource, DatabaseResource, ObjectStoreResource, VectorStoreResource
 from encaptio_data.search.index import build_indexes, open_chunks_table, optimize
 
@@ -69,7 +70,8 @@ def uploads(object_store: ObjectStoreResource) -> dg.MaterializeResult:
 def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             object_store: ObjectStoreResource) -> dg.MaterializeResult:
     db = database.get()
-    report = register_uploads(db, object_store.get(), prefix=capsule_upload_prefix(db, context.partition_key))
+    report = register_uploads(db, object_store.get(), prefix=capsule_upload_prefix(db, context.partition_key),
+                              keys=KeyStore(database.settings().keys_dir))
     rejected = [{"upload": key_digest(r["key"]), "reason": r["reason"]} for r in report.rejected]
     for item in rejected:
         context.log.warning(f"upload {item['upload']} not registered: {item['reason']}")
@@ -80,6 +82,7 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
             "registered": len(report.registered),
             "updated": len(report.updated),
             "unchanged": report.unchanged,
+            "sealed": report.sealed,
             "duplicates": len(report.duplicates),
             "rejected": len(report.rejected),
             "rejected_reasons": dg.MetadataValue.md(markdown_table(rejected)),
@@ -104,7 +107,8 @@ def content(context: dg.AssetExecutionContext, database: DatabaseResource,
 )
 def extracted_text(context: dg.AssetExecutionContext, database: DatabaseResource,
                    object_store: ObjectStoreResource) -> dg.MaterializeResult:
-    report = extract_content(database.get(), object_store.get(), capsule_id=uuid.UUID(context.partition_key))
+    report = extract_content(database.get(), object_store.get(), capsule_id=uuid.UUID(context.partition_key),
+                             keys=KeyStore(database.settings().keys_dir))
     failures = [{"content_id": f["content_id"], "reason": f["reason"]} for f in report.failures]
     for failure in failures:
         context.log.warning(f"extraction failed for content {failure['content_id']}: {failure['reason']}")

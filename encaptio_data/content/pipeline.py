@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from encaptio_data.content.chunking import CHUNKER_VERSION, chunk_extraction
 from encaptio_data.content.embedding import Embedder
 from encaptio_data.content.extract import EXTRACTOR_VERSION, extract
+from encaptio_data.content.files import read_content
 from encaptio_data.db.enums import ExtractionStatus
 from encaptio_data.db.models import Chunk, Content, ContentExtraction, utcnow
 from encaptio_data.db.session import Database
+from encaptio_data.keys import KeyStore
 from encaptio_data.search.index import chunk_batch, delete_content, open_chunks_table, upsert_content_chunks
 from encaptio_data.search.service import capsule_tag, organization_tag
 from encaptio_data.stores.cache import Cache
@@ -81,13 +83,16 @@ def _each(db: Database, content_ids: list[uuid.UUID]) -> Iterator[tuple[Session,
 
 
 def extract_content(db: Database, objects: ObjectStore, *, capsule_id: uuid.UUID | None = None,
-                    progress: Progress = None) -> StageReport:
-    """Extract text from every content item whose bytes (or extractor) changed since last time."""
+                    progress: Progress = None, keys: KeyStore | None = None) -> StageReport:
+    """Extract text from every content item whose bytes (or extractor) changed since last time.
+
+    keys opens files sealed with their uploader's data key; without it only plain files can be read.
+    """
     report, started = StageReport(), time.monotonic()
     pending = _pending(db, capsule_id, lambda c, e: e is None or e.sha256 != c.sha256
                        or e.extractor_version != EXTRACTOR_VERSION)
     for session, content, previous in _each(db, pending):
-        data = objects.get(content.object_key, content.object_version)
+        data = read_content(objects, keys, content)
         result = extract(data, content.type, mime_type=content.mime_type, filename=content.filename)
         row = previous or ContentExtraction(content_id=content.id)
         row.sha256 = content.sha256

@@ -36,9 +36,11 @@ from lancedb.expr import col, lit
 
 from encaptio_data import audit, authz
 from encaptio_data.accounts import get_organization, parse_uuid
+from encaptio_data.content.files import open_content, user_metadata
 from encaptio_data.db.migrate import head_revision
 from encaptio_data.db.models import Content, ContentExtraction, utcnow
 from encaptio_data.errors import InvalidInputError
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.portability import links
 from encaptio_data.portability.archive import COPY_BYTES, FORMAT, MANIFEST, ArchiveRefusedError, verify_archive
@@ -160,19 +162,22 @@ def _write_texts(writer: _Writer, platform: Platform, organization_id: uuid.UUID
 
 
 def write_file_member(writer: _Writer, platform: Platform, content: dict[str, Any]) -> dict[str, Any]:
-    """Copy one content item's exact object version into the archive, in pieces."""
+    """Copy one content item's exact object version into the archive, in pieces: the plaintext
+    (a file sealed here is sealed again under the importing instance's keys, content.files)."""
     head = platform.objects.head(content["object_key"], content["object_version"])
     with writer.member(f"files/{content['id']}", compress=False) as sink, \
-            platform.objects.open(content["object_key"], content["object_version"]) as stream:
+            open_content(platform.objects, KeyStore(platform.settings.keys_dir), content) as stream:
         while chunk := stream.read(COPY_BYTES):
             sink.write(chunk)
     return {"content_id": str(content["id"]), "path": f"files/{content['id']}", "key": content["object_key"],
-            "sha256": head.sha256, "content_type": head.content_type, "metadata": head.metadata}
+            "sha256": content["sha256"], "content_type": head.content_type, "metadata": user_metadata(head),
+            "uploaded_by": str(content["uploaded_by"]) if content["uploaded_by"] else None}
 
 
 def _write_files(writer: _Writer, platform: Platform, organization_id: uuid.UUID) -> list[dict[str, Any]]:
     query = _content_in_scope(organization_id).with_only_columns(Content.id, Content.object_key,
-                                                                  Content.object_version)
+                                                                  Content.object_version, Content.sha256,
+                                                                  Content.uploaded_by)
     with platform.db.session() as session:
         contents = [dict(row) for row in session.execute(query).mappings()]
     return [write_file_member(writer, platform, content) for content in contents]
@@ -332,7 +337,7 @@ def export_organization(platform: Platform, organization_id: str | uuid.UUID, *,
                           embeddings=bool(manifest["embeddings"]), bytes=target.stat().st_size,
                           sha256=_file_sha256(target), counts=manifest["counts"], reused=reused, seconds=0.0)
     if link:
-        stored = links.store_archive(platform, target, org_uuid, export_uuid)
+        stored = links.store_archive(platform, target, org_uuid, export_uuid, clock=clock)
         issued = links.issue_link(platform, org_uuid, export_uuid, clock=clock)
         result.key, result.token, result.expires_at = stored["key"], issued["token"], issued["expires_at"]
         result.presigned_url = issued["presigned_url"]

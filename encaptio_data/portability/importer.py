@@ -39,9 +39,11 @@ import sqlalchemy as sa
 from lancedb.expr import col, lit
 
 from encaptio_data import audit, authz
+from encaptio_data.content.files import put_file
 from encaptio_data.db.migrate import head_revision
 from encaptio_data.db.models import Base, Content, ContentExtraction, Organization, utcnow
 from encaptio_data.errors import InvalidInputError
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.portability.archive import ArchiveRefusedError, verify_archive
 from encaptio_data.portability.export import SEARCH_COLUMNS, TEXT_COLUMN, VECTOR_FIELD
@@ -97,6 +99,7 @@ def _put_objects(platform: Platform, archive: zipfile.ZipFile, manifest: dict[st
                  written: list[ObjectVersion], progress: Progress) -> dict[str, str]:
     prefix = f"uploads/{organization_id}/"
     versions: dict[str, str] = {}
+    keys = KeyStore(platform.settings.keys_dir)  # files are sealed again under this instance's keys
     for entry in manifest.get("objects", []):
         key = validate_key(str(entry["key"]))
         if not key.startswith(prefix):
@@ -105,8 +108,9 @@ def _put_objects(platform: Platform, archive: zipfile.ZipFile, manifest: dict[st
         if progress:
             progress(f"file {entry['path']}")
         with archive.open(entry["path"]) as stream:
-            version = platform.objects.put(key, stream, content_type=entry["content_type"],
-                                           metadata=entry.get("metadata") or {}, expected_sha256=entry["sha256"])
+            version = put_file(platform.objects, keys, key, stream, uploaded_by=entry.get("uploaded_by"),
+                               content_type=entry["content_type"], metadata=entry.get("metadata") or {},
+                               expected_sha256=entry["sha256"])
         written.append(version)
         versions[entry["content_id"]] = version.version_id
     return versions

@@ -24,14 +24,15 @@ from sqlalchemy.orm import Session
 from encaptio_data import audit
 from encaptio_data.db.enums import HoldScope
 from encaptio_data.db.models import Base, DataSubjectRequest, ErasureLedger, LegalHold, User, utcnow
+from encaptio_data.content.files import open_file
 from encaptio_data.content.uploads import UPLOADS_PREFIX
 from encaptio_data.errors import EncaptioError
-from encaptio_data.keys import KeyStore
+from encaptio_data.keys import KeyDestroyedError, KeyStore
 from encaptio_data.lifecycle.archive import erase_from_archive
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.access import EXPORTS_PREFIX
 from encaptio_data.privacy.subjects import SubjectGraph, collect, subject_ref
-from encaptio_data.search.index import open_chunks_table
+from encaptio_data.search.index import open_chunks_table, optimize
 
 SUBJECT_CACHE_TAG = "subject:{}"
 
@@ -184,7 +185,8 @@ def purge_vectors(platform: Platform, content_ids: list[uuid.UUID]) -> int:
         # LanceDB warns that readers of older versions may fail; searches re-read the latest
         # version on every query (read_consistency_interval=0), and the erasure must not wait.
         warnings.simplefilter("ignore", UserWarning)
-        table.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+        # Not table.optimize(): its index merge re-partitions the vector index (search/index.py).
+        optimize(table, keep_versions_for=timedelta(0), delete_unverified=True)
     platform.vectors.purge_history()
     return deleted
 
@@ -250,12 +252,21 @@ def _scan_database(platform: Platform, needles: list[str], scanned: dict[str, in
 
 
 def _scan_objects(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    """Every version's plaintext where it can be read: a file sealed for a living subject is scanned
+    decrypted (sealing must not blind the proof); one whose key was destroyed is unreadable by
+    design, which is what crypto-shredding promises: its bytes are counted, not reported."""
     findings = []
+    keys = KeyStore(platform.settings.keys_dir)
     for version in platform.objects.list_versions():
         scanned["object_versions"] = scanned.get("object_versions", 0) + 1
         if version.is_delete_marker:
             continue
-        data = platform.objects.get(version.key, version.version_id)
+        try:
+            with open_file(platform.objects, keys, version.key, version.version_id) as stream:
+                data = stream.read()
+        except KeyDestroyedError:  # its name and metadata are still scanned
+            scanned["shredded_object_versions"] = scanned.get("shredded_object_versions", 0) + 1
+            data = b""
         haystack = data + version.key.encode() + repr(version.metadata).encode()
         if any(needle.encode() in haystack for needle in needles):
             findings.append(f"object {version.key} (version {version.version_id}) still holds an identifier")

@@ -15,6 +15,7 @@ from encaptio_data.content.uploads import register_uploads
 from encaptio_data.corpus import CorpusSpec
 from encaptio_data.db.models import Chunk, Content
 from encaptio_data.demo import seed_demo
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.resources import DatabaseResource
 from encaptio_data.settings import get_settings
@@ -25,8 +26,9 @@ def test_the_chunks_asset_plots_tokens_per_chunk(tmp_path) -> None:  # type: ign
     initialize(platform)
     seed_demo(platform, CorpusSpec(seed=3, organizations=1, users_per_organization=3, capsules_per_organization=1,
                                    files_per_capsule=6, events_per_capsule=4, days=1))
-    register_uploads(platform.db, platform.objects)
-    extract_content(platform.db, platform.objects)
+    keys = KeyStore(platform.settings.keys_dir)  # the demo's uploads are sealed
+    register_uploads(platform.db, platform.objects, keys=keys)
+    extract_content(platform.db, platform.objects, keys=keys)
     with platform.db.session() as session:
         capsule = session.scalars(sa.select(Content.capsule_id).limit(1)).one()
     instance = dg.DagsterInstance.ephemeral()

@@ -15,6 +15,7 @@ from encaptio_data.content.pipeline import chunk_content, embed_content, extract
 from encaptio_data.content.uploads import register_uploads, upload_key
 from encaptio_data.db.models import Capsule, Chunk, Content, ContentExtraction
 from encaptio_data.errors import NotFoundError
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.search.index import open_chunks_table
 from encaptio_data.search.service import SearchMode, SearchRequest, SearchService
@@ -48,8 +49,9 @@ def _capsule(platform: Platform) -> Capsule:
 
 
 def _run(platform: Platform, embedder: CountingEmbedder) -> dict[str, object]:
-    register_uploads(platform.db, platform.objects)
-    extracted = extract_content(platform.db, platform.objects)
+    keys = KeyStore(platform.settings.keys_dir)
+    register_uploads(platform.db, platform.objects, keys=keys)
+    extracted = extract_content(platform.db, platform.objects, keys=keys)
     chunk_content(platform.db)
     embedded = embed_content(platform.db, platform.vectors, embedder, cache=platform.cache)
     return {"extracted": extracted, "embedded": embedded}

@@ -72,11 +72,18 @@ def org_rows(platform: Platform, organization_id: uuid.UUID, *, ignore: dict[str
 
 
 def file_hashes(platform: Platform, organization_id: uuid.UUID) -> dict[str, str]:
-    """content id → sha256 of the bytes the content row points at, read from the object store."""
+    """content id → sha256 of the bytes the content row points at, read from the object store
+    (as plaintext: an import seals files again under the target's keys)."""
+    from encaptio_data.content.files import read_content
+    from encaptio_data.keys import KeyStore
+
     with platform.db.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT id, object_key, object_version FROM content WHERE organization_id = :o"),
-                            {"o": organization_id.hex if platform.db.dialect == "sqlite" else organization_id}).all()
-    return {str(row[0]): hashlib.sha256(platform.objects.get(row[1], row[2])).hexdigest() for row in rows}
+        rows = conn.execute(sa.text("SELECT id, object_key, object_version, sha256 FROM content "
+                                    "WHERE organization_id = :o"),
+                            {"o": organization_id.hex if platform.db.dialect == "sqlite" else organization_id}
+                            ).mappings().all()
+    keys = KeyStore(platform.settings.keys_dir)
+    return {str(row["id"]): hashlib.sha256(read_content(platform.objects, keys, row)).hexdigest() for row in rows}
 
 
 def emptiness(platform: Platform, organization_id: uuid.UUID) -> dict[str, int]:

@@ -10,6 +10,7 @@ from encaptio_data.accounts import add_user, ensure_organization
 from encaptio_data.content.uploads import register_uploads, upload_key
 from encaptio_data.db.enums import ConsentPurpose, EventType
 from encaptio_data.db.models import Capsule, Consent, Interaction, InteractionEvent, utcnow
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 
 
@@ -69,8 +70,9 @@ def run_pipeline(platform: Platform) -> None:
     from encaptio_data.content.pipeline import chunk_content, embed_content, extract_content
     from encaptio_data.search.index import build_indexes, open_chunks_table
 
-    register_uploads(platform.db, platform.objects)
-    extract_content(platform.db, platform.objects)
+    keys = KeyStore(platform.settings.keys_dir)  # as the assets do: uploads are sealed, then read back
+    register_uploads(platform.db, platform.objects, keys=keys)
+    extract_content(platform.db, platform.objects, keys=keys)
     chunk_content(platform.db)
     embed_content(platform.db, platform.vectors, HashingEmbedder(), cache=platform.cache)
     build_indexes(open_chunks_table(platform.vectors))

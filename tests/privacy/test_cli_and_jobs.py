@@ -29,8 +29,11 @@ def _setup() -> tuple[Platform, object]:
     platform = Platform()
     initialize(platform)
     subject = plant(platform, "cli")
-    _json("users", "add", "--email", "dpo@acme.test", "--name", "DPO", "--role", "privacy_officer",
+    # The platform's first admin needs no operator; everyone after is added by a user manager.
+    _json("users", "add", "--email", "root@acme.test", "--name", "Root", "--role", "admin",
           "--org", str(subject.organization_id))
+    _json("users", "add", "--email", "dpo@acme.test", "--name", "DPO", "--role", "privacy_officer",
+          "--org", str(subject.organization_id), "--as", "root@acme.test")
     return platform, subject
 
 

@@ -122,7 +122,8 @@ def test_access_export_holds_everything_and_the_link_expires(platform: Platform,
     archive = zipfile.ZipFile(exports.download(token, tmp_path / "out", operator=subject.email))
     names = archive.namelist()
     assert {"data.json", "schema.json", "report.pdf", "csv/users.csv", "csv/interaction_events.csv"} <= set(names)
-    assert any(name.startswith("files/") for name in names)
+    files = [archive.read(name) for name in names if name.startswith("files/")]
+    assert files and all(subject.canary.encode() in data for data in files), "the subject's files, decrypted"
     data = json.loads(archive.read("data.json"))
     assert data["tables"]["users"][0]["email"] == subject.email
     assert {"purposes", "recipients", "retention", "sources"} <= set(data["article_15"])

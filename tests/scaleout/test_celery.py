@@ -25,6 +25,7 @@ from encaptio_data.corpus import CorpusSpec
 from encaptio_data.db.models import Chunk, Content
 from encaptio_data.demo import seed_demo
 from encaptio_data.io_managers import IO_PREFIX
+from encaptio_data.keys import KeyStore
 from encaptio_data.jobs.executors import (
     CeleryWorker,
     content_pipeline_on_celery,
@@ -92,8 +93,9 @@ def test_content_pipeline_and_an_erasure_run_on_two_celery_workers(cluster: Clus
     # The subject's capsule goes through the pipeline functions here, with the hashing stand-in
     # for the model: the erasure needs the subject's rows in every store, not a second run.
     subject_prefix = capsule_upload_prefix(platform.db, subject.capsule_id)
-    register_uploads(platform.db, platform.objects, prefix=subject_prefix)
-    extract_content(platform.db, platform.objects, capsule_id=subject.capsule_id)
+    keys = KeyStore(platform.settings.keys_dir)  # the demo's uploads are sealed
+    register_uploads(platform.db, platform.objects, prefix=subject_prefix, keys=keys)
+    extract_content(platform.db, platform.objects, capsule_id=subject.capsule_id, keys=keys)
     chunk_content(platform.db, capsule_id=subject.capsule_id)
     embed_content(platform.db, platform.vectors, HashingEmbedder(), capsule_id=subject.capsule_id,
                   cache=platform.cache)
