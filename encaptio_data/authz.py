@@ -52,6 +52,7 @@ ANONYMOUS = "anonymous"
 class Permission(StrEnum):
     SEARCH_ORG = "search_org"
     INGEST_CONTENT = "ingest_content"
+    MANAGE_CAPSULES = "manage_capsules"
     VIEW_ANALYTICS = "view_analytics"
     EXPORT_ANALYTICS = "export_analytics"
     EXPORT_SUBJECT_DATA = "export_subject_data"
@@ -64,6 +65,7 @@ class Permission(StrEnum):
     IMPORT_ORG = "import_org"
     ROTATE_KEYS = "rotate_keys"
     MANAGE_USERS = "manage_users"
+    RUN_PURGE = "run_purge"
 
 
 P = Permission
@@ -71,7 +73,8 @@ P = Permission
 # Least privilege, declared once. docs/security.md ("Roles and permissions") shows this table.
 ROLE_PERMISSIONS: Mapping[UserRole, frozenset[Permission]] = MappingProxyType({
     UserRole.VIEWER: frozenset({P.SEARCH_ORG}),
-    UserRole.CREATOR: frozenset({P.SEARCH_ORG, P.INGEST_CONTENT}),
+    # Creators delete and restore only the capsules they own (authorize_owner).
+    UserRole.CREATOR: frozenset({P.SEARCH_ORG, P.INGEST_CONTENT, P.MANAGE_CAPSULES}),
     # Analysts see anonymized aggregates only: no search of the content, no subject data.
     UserRole.ANALYST: frozenset({P.VIEW_ANALYTICS, P.EXPORT_ANALYTICS}),
     UserRole.PRIVACY_OFFICER: frozenset({P.APPROVE_ERASURE, P.PROCESS_REQUESTS, P.EXPORT_SUBJECT_DATA}),
@@ -83,9 +86,9 @@ PLATFORM_WIDE_ROLES = frozenset({UserRole.ADMIN})
 # What unattended code may do, and nothing more. Each entry is used by name in the glue.
 SYSTEM_PRINCIPALS: Mapping[str, frozenset[Permission]] = MappingProxyType({
     # Schedules, sensors and jobs: backups and restore drills (which restore into scratch),
-    # the approved-request jobs, the analytics export asset.
+    # the approved-request jobs, the analytics export asset, the nightly retention purge.
     "dagster": frozenset({P.RUN_BACKUP, P.RESTORE_BACKUP, P.PROCESS_REQUESTS, P.VIEW_ANALYTICS,
-                          P.EXPORT_ANALYTICS}),
+                          P.EXPORT_ANALYTICS, P.RUN_PURGE}),
     # `encaptio demo` shows one search of the corpus it has just built.
     "demo": frozenset({P.SEARCH_ORG}),
     # The benchmarks under bench/ drive the same entry points on their own scratch data.
@@ -239,3 +242,18 @@ def authorize(platform: Platform, principal: Principal | str | None, permission:
     Returns the resolved principal, whose ``actor`` the caller writes into its own audit entry.
     """
     return check(platform.db, resolve(platform, principal), permission, organization_id)
+
+
+def authorize_owner(platform: Platform, principal: Principal | str | None, permission: Permission,
+                    organization_id: uuid.UUID | str, owner_id: uuid.UUID | str | None) -> Principal:
+    """``permission`` in the organization, on something ``owner_id`` owns: the owner themselves, or
+    a principal whose grant holds everywhere (an admin, a system principal). A creator may delete
+    their own capsule, not a colleague's."""
+    resolved = authorize(platform, principal, permission, organization_id)
+    if (owner_id is not None and resolved.is_user(owner_id)) or any(
+            permission in g.permissions and g.organization_id is None for g in resolved.grants):
+        return resolved
+    org = _as_uuid(organization_id)
+    deny(platform.db, resolved, permission, org, "not the owner",
+         f"permission denied: {resolved.label or resolved.actor} ({resolved.describe()}) may not {permission.value} "
+         f"in organization {org} on what another user owns")

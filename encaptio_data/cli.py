@@ -125,9 +125,10 @@ def ingest(
     owner: Annotated[str | None, typer.Option("--owner", help="Owner email for --new-capsule.")] = None,
     org: Annotated[str | None, typer.Option("--org", help="Organization id (for --new-capsule).")] = None,
     no_run: Annotated[bool, typer.Option("--no-run", help="Only store the files; the uploads sensor picks them up.")] = False,
+    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Store files as uploads of a capsule, then run the content pipeline for that capsule."""
+    """Store files as uploads of a capsule (needs ingest_content there), then run its content pipeline."""
     from encaptio_data.bootstrap import initialize
     from encaptio_data.content.ingest import ingest_files
     from encaptio_data.jobs.run import materialize_all
@@ -135,7 +136,7 @@ def ingest(
     with open_platform() as platform:
         initialize(platform)
         report = ingest_files(platform, paths, capsule_id=capsule, new_capsule_title=new_capsule, owner_email=owner,
-                              organization_id=org).as_dict()
+                              organization_id=org, operator=_operator(as_, platform)).as_dict()
         if not no_run:
             run = materialize_all(platform.settings, dynamic_partitions={"capsules": [report["capsule_id"]]},
                                   only_partitions=[report["capsule_id"]], unpartitioned=False)
@@ -322,6 +323,16 @@ def keys_rotate(as_: AsOption = None, as_json: JsonOption = False) -> None:
     emit(report, as_json)
 
 
+@keys_app.command("seal-files")
+def keys_seal_files(as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Seal every plain upload of a known user with that user's data key (uploads stored before sealing
+    existed); idempotent. The pipeline's registration does the same for each capsule it runs."""
+    from encaptio_data.content.uploads import seal_files
+
+    with open_platform() as platform:
+        emit(seal_files(platform, operator=_operator(as_, platform)), as_json)
+
+
 @consent_app.command("set")
 def consent_set(
     email: Annotated[str, typer.Option(help="The user's email.")],
@@ -447,12 +458,12 @@ def purge(
     as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove everything past its retention from every store (legal holds win); safe to re-run."""
+    """Remove everything past its retention from every store (legal holds win; admins only); safe to re-run."""
     from encaptio_data.lifecycle.purge import purge as run_purge
 
     with open_platform() as platform:
         platform.check()
-        emit(run_purge(platform, dry_run=dry_run, actor=_actor(as_, platform)), as_json)
+        emit(run_purge(platform, dry_run=dry_run, operator=_operator(as_, platform)), as_json)
 
 
 @retention_app.command("show")
@@ -468,7 +479,7 @@ def retention_show(org: Annotated[str | None, typer.Option("--org", help="Organi
 @retention_app.command("set")
 def retention_set(
     data_class: Annotated[str, typer.Argument(help="analytics, audit_log, backups, sessions, temporary_files, "
-                                                   "soft_deleted or raw_events.")],
+                                                   "soft_deleted, raw_events or exports.")],
     days: Annotated[int, typer.Option("--days", help="How many days to keep it.")],
     org: Annotated[str | None, typer.Option("--org", help="One organization; without it the whole tier "
                                                           "(platform-wide: admins only).")] = None,
@@ -498,7 +509,7 @@ def restore_capsule(
     from encaptio_data.lifecycle.retention import restore_capsule as restore
 
     with open_platform() as platform:
-        report = restore(platform, capsule_id, _actor(as_, platform))
+        report = restore(platform, capsule_id, operator=_operator(as_, platform))
         if not no_run:
             run = materialize_all(platform.settings, dynamic_partitions={"capsules": [report["capsule_id"]]},
                                   only_partitions=[report["capsule_id"]], unpartitioned=False)
@@ -514,7 +525,7 @@ def capsule_delete(capsule_id: str, as_: AsOption = None, as_json: JsonOption = 
     from encaptio_data.lifecycle.retention import delete_capsule
 
     with open_platform() as platform:
-        emit(delete_capsule(platform, capsule_id, _actor(as_, platform)), as_json)
+        emit(delete_capsule(platform, capsule_id, operator=_operator(as_, platform)), as_json)
 
 
 def _when(text: str) -> datetime:
@@ -724,16 +735,34 @@ def users_add(
     name: Annotated[str, typer.Option(help="Display name.")],
     org: Annotated[str | None, typer.Option("--org", help="Organization id; optional when only one exists.")] = None,
     role: Annotated[str, typer.Option(help="admin, privacy_officer, analyst, creator or viewer.")] = "viewer",
+    as_: AsOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Add a user (or report the existing one with that email)."""
-    from encaptio_data.accounts import add_user
+    """Add a user (or report the existing one with that email); needs manage_users, except for the
+    first admin of a platform that has none."""
+    from encaptio_data.accounts import create_user
 
     with open_platform() as platform:
         platform.db.check()
-        with platform.db.session() as session:
-            record = add_user(session, email=email, name=name, organization_id=org, role=role)
+        record = create_user(platform, email=email, name=name, organization_id=org, role=role,
+                             operator=_operator(as_, platform))
     emit(record.as_dict(), as_json)
+
+
+@users_app.command("set-role")
+def users_set_role(
+    email: Annotated[str, typer.Option(help="The user's email.")],
+    role: Annotated[str, typer.Option(help="admin, privacy_officer, analyst, creator or viewer.")],
+    org: Annotated[str | None, typer.Option("--org", help="Organization id; optional when only one exists.")] = None,
+    as_: AsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Change a user's role in an organization (needs manage_users; audited)."""
+    from encaptio_data.accounts import set_role
+
+    with open_platform() as platform:
+        emit(set_role(platform, email=email, organization_id=org, role=role, operator=_operator(as_, platform)),
+             as_json)
 
 
 def _sample_search(platform: Platform, spec: Any) -> dict[str, Any]:

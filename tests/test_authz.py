@@ -33,7 +33,7 @@ ALL = {p.value for p in Permission}
 # The promise, written out independently of authz.ROLE_PERMISSIONS so that a change to the table fails here.
 EXPECTED = {
     "viewer": {"search_org"},
-    "creator": {"search_org", "ingest_content"},
+    "creator": {"search_org", "ingest_content", "manage_capsules"},
     "analyst": {"view_analytics", "export_analytics"},
     "privacy_officer": {"approve_erasure", "process_requests", "export_subject_data"},
     "admin": ALL,

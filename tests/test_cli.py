@@ -41,11 +41,18 @@ def test_init_against_postgresql(postgres_url: str, monkeypatch: pytest.MonkeyPa
 
 def test_users_add_and_status(monkeypatch: pytest.MonkeyPatch) -> None:
     assert runner.invoke(app, ["init"]).exit_code == 0
-    added = runner.invoke(app, ["users", "add", "--email", "Ada@Example.com", "--name", "Ada", "--json"])
+    # The first admin of a platform without one needs no operator; then user management needs manage_users.
+    added = runner.invoke(app, ["users", "add", "--email", "Ada@Example.com", "--name", "Ada", "--role", "admin",
+                                "--json"])
     assert added.exit_code == 0, added.output
     assert json.loads(added.stdout)["email"] == "ada@example.com"
+    refused = runner.invoke(app, ["users", "add", "--email", "bob@example.com", "--name", "Bob"])
+    assert refused.exit_code != 0 and "--as EMAIL" in str(refused.exception)
+    bob = runner.invoke(app, ["users", "add", "--email", "bob@example.com", "--name", "Bob", "--as", "ada@example.com",
+                              "--json"])
+    assert bob.exit_code == 0, bob.output
     status = json.loads(runner.invoke(app, ["status", "--json"]).stdout)
-    assert status["relational"]["rows"]["users"] == 1 and status["profile"] == "embedded"
+    assert status["relational"]["rows"]["users"] == 2 and status["profile"] == "embedded"
 
 
 @pytest.mark.parametrize(("env", "args", "expected"), [

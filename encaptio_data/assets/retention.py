@@ -8,6 +8,7 @@ Dagster's event log is not reached by erasure.
 import dagster as dg
 
 from encaptio_data.assets.metadata import OWNERS, markdown_table
+from encaptio_data.authz import system_principal
 from encaptio_data.lifecycle.archive import ARCHIVE_EVENTS_AFTER_DAYS, ARCHIVE_PREFIX, archive, verify_archive
 from encaptio_data.lifecycle.purge import purge
 from encaptio_data.platform import Platform
@@ -52,7 +53,7 @@ class PurgeConfig(dg.Config):
         "capsules and content after their 30-day recovery window (rows, every object version, LanceDB rows made "
         "physical by compaction, cache keys, archived rows), raw interaction events past 90 days whose day is "
         "aggregated, analytics whose policy action is delete, backups past the 30-day rolling window, incomplete "
-        "uploads after 7 days and, once the audit module honours checkpoints, audit entries past retention. "
+        "uploads after 7 days, stored exports once their 7-day link has expired and, once the audit module honours checkpoints, audit entries past retention. "
         "Legal holds win: held items stay and are listed with the hold. Idempotent; a crashed run is re-run."
     ),
 )
@@ -61,7 +62,8 @@ def retention_purge(context: dg.AssetExecutionContext, config: PurgeConfig, data
     from encaptio_data.audit import verify_chain
 
     platform = _platform(database, object_store, vector_store, cache)
-    result = purge(platform, dry_run=config.dry_run, actor=f"dagster:{context.run.run_id[:8]}")
+    result = purge(platform, dry_run=config.dry_run,
+                   operator=system_principal("dagster", run=context.run.run_id[:8]))
     held, skipped = [], []
     for name, report in result["classes"].items():
         held += _held_rows(report["held"], name)

@@ -1,4 +1,9 @@
-"""`encaptio ingest`: put local files into a capsule's uploads, ready for the pipeline."""
+"""`encaptio ingest`: put local files into a capsule's uploads, ready for the pipeline.
+
+The operator needs ingest_content in the capsule's organization (authz.py); it is checked
+before anything is written, a new capsule included. Creators may add files to any capsule of
+their organization: capsules have co-authors (the corpus models uploads by non-owners).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from encaptio_data import audit, authz
 from encaptio_data.accounts import default_organization, get_organization, normalize_email, parse_uuid
+from encaptio_data.content.files import put_file_if_changed
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.db.enums import CapsuleStatus
 from encaptio_data.db.models import Capsule, User
 from encaptio_data.errors import InvalidInputError, NotFoundError
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
-from encaptio_data.stores.objects import put_if_changed
 
 
 @dataclass
@@ -61,7 +68,9 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def resolve_capsule(platform: Platform, *, capsule_id: str | None, new_capsule_title: str | None,
-                    owner_email: str | None, organization_id: str | None) -> tuple[Capsule, uuid.UUID, bool]:
+                    owner_email: str | None, organization_id: str | None, principal: authz.Principal
+                    ) -> tuple[Capsule, uuid.UUID, bool]:
+    """The capsule to ingest into (created for --new-capsule), once ``principal`` may ingest there."""
     if bool(capsule_id) == bool(new_capsule_title):
         raise InvalidInputError("give either --capsule ID or --new-capsule TITLE --owner EMAIL")
     with platform.db.session() as session:
@@ -69,10 +78,12 @@ def resolve_capsule(platform: Platform, *, capsule_id: str | None, new_capsule_t
             capsule = session.get(Capsule, parse_uuid(capsule_id, "capsule"))
             if capsule is None or capsule.deleted_at is not None:
                 raise NotFoundError(f"capsule {capsule_id} does not exist")
+            authz.check(platform.db, principal, authz.Permission.INGEST_CONTENT, capsule.organization_id)
             return capsule, capsule.owner_id, False
         if not owner_email:
             raise InvalidInputError("--new-capsule needs --owner EMAIL")
         org = get_organization(session, organization_id) if organization_id else default_organization(session)
+        authz.check(platform.db, principal, authz.Permission.INGEST_CONTENT, org.id)
         email = normalize_email(owner_email)
         owner = session.scalar(sa.select(User).where(User.organization_id == org.id, User.email == email))
         if owner is None:
@@ -86,18 +97,26 @@ def resolve_capsule(platform: Platform, *, capsule_id: str | None, new_capsule_t
 
 def ingest_files(platform: Platform, paths: Iterable[str | Path], *, capsule_id: str | None = None,
                  new_capsule_title: str | None = None, owner_email: str | None = None,
-                 organization_id: str | None = None) -> IngestReport:
+                 organization_id: str | None = None, operator: authz.Principal | str | None) -> IngestReport:
+    """Store files as uploads of a capsule as ``operator`` (ingest_content in its organization)."""
+    principal = authz.resolve(platform, operator)
     files = expand_paths(paths)
     capsule, uploader, created = resolve_capsule(platform, capsule_id=capsule_id, new_capsule_title=new_capsule_title,
-                                                 owner_email=owner_email, organization_id=organization_id)
+                                                 owner_email=owner_email, organization_id=organization_id,
+                                                 principal=principal)
     report = IngestReport(str(capsule.id), str(capsule.organization_id), created)
+    keys = KeyStore(platform.settings.keys_dir)
     for path in files:
         key = upload_key(capsule.organization_id, capsule.id, path.name)
         mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        version, new = put_if_changed(platform.objects, key, path.read_bytes(), content_type=mime,
-                                      metadata=encode_metadata({"uploaded-by": str(uploader), "title": path.stem}))
+        version, new = put_file_if_changed(platform.objects, keys, key, path.read_bytes(), uploaded_by=uploader,
+                                           content_type=mime, metadata=encode_metadata({"title": path.stem}))
         report.files.append({"file": str(path), "key": key, "status": "uploaded" if new else "unchanged",
                              "version_id": version.version_id})
+    if created or report.as_dict()["uploaded"]:
+        audit.append(platform.db, actor=principal.actor, action="content.ingested",
+                     organization_id=capsule.organization_id, target=str(capsule.id),
+                     details={"uploaded": report.as_dict()["uploaded"], "created_capsule": created})
     return report
 
 
@@ -110,8 +129,9 @@ def run_content_pipeline(platform: Platform, embedder: Any = None, *, capsule_id
     from encaptio_data.content.uploads import register_uploads
     from encaptio_data.search.index import build_indexes, open_chunks_table
 
-    register_uploads(platform.db, platform.objects)
-    extract_content(platform.db, platform.objects, capsule_id=capsule_id)
+    keys = KeyStore(platform.settings.keys_dir)
+    register_uploads(platform.db, platform.objects, keys=keys)
+    extract_content(platform.db, platform.objects, capsule_id=capsule_id, keys=keys)
     chunk_content(platform.db, capsule_id=capsule_id)
     embed_content(platform.db, platform.vectors, embedder or load_embedder(), capsule_id=capsule_id,
                   cache=platform.cache)

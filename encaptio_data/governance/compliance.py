@@ -115,7 +115,7 @@ def requests_section(platform: Platform, now: datetime) -> dict[str, Any]:
 def retention_section(platform: Platform, now: datetime) -> dict[str, Any]:
     from encaptio_data.lifecycle.purge import purge
 
-    dry = purge(platform, now, dry_run=True, actor="compliance-report")
+    dry = purge(platform, now, dry_run=True)
     past: dict[str, dict[str, int]] = {}
     held: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []

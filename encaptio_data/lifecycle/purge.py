@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from encaptio_data import audit
+from encaptio_data import audit, authz
+from encaptio_data.authz import Permission, Principal
 from encaptio_data.analytics.aggregate import day_bounds, day_expression, raw_event_counts
 from encaptio_data.content.pipeline import invalidate_search_cache
 from encaptio_data.content.uploads import UPLOADS_PREFIX
@@ -50,6 +51,7 @@ from encaptio_data.keys import KeyStore
 from encaptio_data.lifecycle import archive
 from encaptio_data.lifecycle.retention import DataClass, Hold, Holds, Policies, Tally
 from encaptio_data.platform import Platform
+from encaptio_data.privacy.access import EXPIRES_FIELD, EXPORTS_PREFIX
 from encaptio_data.privacy.erasure import purge_vectors
 from encaptio_data.privacy.subjects import subject_ref
 from encaptio_data.search.index import open_chunks_table
@@ -76,9 +78,15 @@ def _value_set(ids: Iterable[uuid.UUID]) -> pa.Array:
 
 
 def purge(platform: Platform, now: datetime | None = None, *, dry_run: bool = False,
-          actor: str = ACTOR) -> dict[str, Any]:
-    """Purge every data class past its retention; safe to re-run after a crash at any point."""
+          operator: Principal | str | None = None) -> dict[str, Any]:
+    """Purge every data class past its retention; safe to re-run after a crash at any point.
+
+    The operator needs run_purge (platform-wide: admins, and the nightly job as system:dagster).
+    A dry run changes nothing and needs no permission: it shows what `retention show` and the
+    compliance report already show.
+    """
     now = now or utcnow()
+    actor = ACTOR if dry_run else authz.authorize(platform, operator, Permission.RUN_PURGE).actor
     with platform.db.session() as session:
         policies, holds = Policies.load(session), Holds.load(session)
     reports = [
@@ -87,6 +95,7 @@ def purge(platform: Platform, now: datetime | None = None, *, dry_run: bool = Fa
         _analytics(platform, policies, holds, now, dry_run, actor),
         _backups(platform, policies, holds, now, dry_run, actor),
         _temporary_files(platform, policies, now, dry_run),
+        _expired_exports(platform, policies, holds, now, dry_run, actor),
         _sessions(),
         # Last: the entries the passes above wrote are the newest and never in the truncated prefix.
         _audit_log(platform, policies, holds, now, dry_run, actor),
@@ -465,6 +474,61 @@ def _backups(platform: Platform, policies: Policies, holds: Holds, now: datetime
         session.execute(sa.delete(Backup).where(Backup.id.in_(ids)))
         audit.append_in(session, actor=actor, action="retention.purged",
                         details={"data_class": report.data_class, **report.purged, "ids": sorted(old)})
+    return report
+
+
+# -- delivered exports behind expired links ---------------------------------------------------
+
+
+def export_owner(key: str) -> uuid.UUID | None:
+    """The organization of a stored export, from its key: exports/<org>/<request>.zip[.enc] (access
+    exports) or exports/organizations/<org>/<export>.zip[.enc] (organization exports)."""
+    parts = key.removeprefix(EXPORTS_PREFIX).split("/")
+    if parts and parts[0] == "organizations":
+        parts = parts[1:]
+    try:
+        return uuid.UUID(parts[0]) if len(parts) == 2 else None
+    except ValueError:
+        return None
+
+
+def _expired_exports(platform: Platform, policies: Policies, holds: Holds, now: datetime, dry_run: bool,
+                     actor: str) -> ClassReport:
+    """Every version of a stored export whose link has expired: the one path for access exports
+    (privacy/access.py) and organization exports (portability/links.py). The expiry is the
+    ``expires-at`` stamped on the object when it was stored, else its first version's time plus
+    the link lifetime; a shorter exports policy takes over when it ends sooner."""
+    report = ClassReport(DataClass.EXPORTS.value)
+    versions: dict[str, list[Any]] = defaultdict(list)
+    for version in platform.objects.list_versions(EXPORTS_PREFIX):
+        versions[version.key].append(version)
+    doomed: list[str] = []
+    for key, stored in sorted(versions.items()):
+        organization_id = export_owner(key)
+        if organization_id is None:
+            report.skip("not a stored export (unexpected key under exports/)")
+            continue
+        policy = policies.get(DataClass.EXPORTS, organization_id)
+        due = min(v.last_modified for v in stored) + timedelta(days=policy.retain_days)
+        stamped = next((v.metadata.get(EXPIRES_FIELD) for v in stored if v.metadata.get(EXPIRES_FIELD)), None)
+        if stamped:
+            due = min(due, datetime.fromisoformat(stamped))
+        if now < due:
+            report.skip("link not expired yet")
+            continue
+        subject = next((v.metadata.get("subject") for v in stored if v.metadata.get("subject")), None)
+        hold = holds.find(user=[uuid.UUID(subject)] if subject else [], organization=[organization_id])
+        if hold is not None:
+            report.hold(f"export:{key.removesuffix('.enc')}", hold)  # the sealed and the plain copy: one export
+            continue
+        doomed.append(key)
+    if not doomed:
+        return report
+    report.purged["exports"] = len({key.removesuffix(".enc") for key in doomed})
+    report.purged["object_versions"] = _object_deletions(platform.objects, {key: {None} for key in doomed}, dry_run)
+    if not dry_run:
+        audit.append(platform.db, actor=actor, action="retention.purged",
+                     details={"data_class": report.data_class, **report.purged})
     return report
 
 

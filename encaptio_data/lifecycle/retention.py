@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,6 +40,7 @@ from encaptio_data.db.models import (
 from encaptio_data.db.session import Database
 from encaptio_data.errors import EncaptioError, InvalidInputError, NotFoundError
 from encaptio_data.platform import Platform
+from encaptio_data.privacy.access import LINK_LIFETIME
 
 
 class DataClass(StrEnum):
@@ -50,6 +51,7 @@ class DataClass(StrEnum):
     TEMPORARY_FILES = "temporary_files"
     SOFT_DELETED = "soft_deleted"
     RAW_EVENTS = "raw_events"
+    EXPORTS = "exports"
 
 
 def _years(n: int) -> int:
@@ -89,6 +91,11 @@ DEFAULTS: dict[DataClass, Rule] = {rule.data_class: rule for rule in (
     Rule(DataClass.RAW_EVENTS, {_STANDARD: 90, _ENTERPRISE: 90}, RetentionAction.AGGREGATE,
          "raw interaction events, in the database and in archive/interaction_events",
          "purge deletes days whose aggregates exist and are current; the aggregates stay"),
+    Rule(DataClass.EXPORTS, {_STANDARD: LINK_LIFETIME.days, _ENTERPRISE: LINK_LIFETIME.days}, RetentionAction.DELETE,
+         "delivered exports behind their download links: access exports of data subject requests and "
+         "organization exports (objects under exports/)",
+         "purge: every version of the stored copy once its link has expired (7 days); a shorter policy "
+         "removes it sooner"),
 )}
 
 RECOVERY_WINDOW_DAYS = DEFAULTS[DataClass.SOFT_DELETED].days[_STANDARD]
@@ -316,15 +323,28 @@ def _search_removal(platform: Platform, organization_id: uuid.UUID, capsule_id: 
     return invalidate_search_cache(platform.cache, {(organization_id, capsule_id)})
 
 
-def delete_capsule(platform: Platform, capsule_id: uuid.UUID | str, actor: str, *,
+def _capsule_owner(platform: Platform, capsule_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
+    with platform.db.session() as session:
+        row = session.execute(sa.select(Capsule.organization_id, Capsule.owner_id)
+                              .where(Capsule.id == capsule_id)).first()
+    return (row[0], row[1]) if row else None
+
+
+def delete_capsule(platform: Platform, capsule_id: uuid.UUID | str, *, operator: Principal | str | None,
                    now: datetime | None = None) -> dict[str, Any]:
     """Delete a capsule for its users now; restorable until its recovery window ends, purged after.
 
-    Search stops returning its chunks at once. Deleting again is harmless and finishes the
-    search removal a crash may have interrupted.
+    The operator needs manage_capsules in its organization and must own it, unless their grant
+    holds everywhere (an admin). Search stops returning its chunks at once. Deleting again is
+    harmless and finishes the search removal a crash may have interrupted.
     """
     now = now or utcnow()
     capsule_uuid = parse_uuid(capsule_id, "capsule")
+    principal = authz.resolve(platform, operator)
+    owner = _capsule_owner(platform, capsule_uuid)
+    if owner is None:
+        raise NotFoundError(f"capsule {capsule_id} does not exist")
+    actor = authz.authorize_owner(platform, principal, Permission.MANAGE_CAPSULES, *owner).actor
     with platform.db.session() as session:
         capsule = session.get(Capsule, capsule_uuid)
         if capsule is None:
@@ -348,24 +368,37 @@ def delete_capsule(platform: Platform, capsule_id: uuid.UUID | str, actor: str, 
             "restorable_until": (deleted_at + timedelta(days=policy.retain_days)).isoformat()}
 
 
-def restore_capsule(platform: Platform, capsule_id: uuid.UUID | str, actor: str, *,
+def _refuse_missing(platform: Platform, principal: Principal, capsule_id: uuid.UUID) -> NoReturn:
+    """Why a capsule cannot be restored: purged (told to those who may manage the organization's
+    capsules; the purge's audit entry keeps its organization) or never there."""
+    with platform.db.session() as session:
+        purged = session.execute(sa.select(AuditEntry.occurred_at, AuditEntry.organization_id).where(
+            AuditEntry.action == "capsule.purged", AuditEntry.target == str(capsule_id)).limit(1)).first()
+    if purged is None:
+        raise NotFoundError(f"capsule {capsule_id} does not exist")
+    authz.check(platform.db, principal, Permission.MANAGE_CAPSULES, purged.organization_id)
+    raise NotFoundError(f"capsule {capsule_id} cannot be restored: it was purged on "
+                        f"{purged.occurred_at.date().isoformat()} after its recovery window")
+
+
+def restore_capsule(platform: Platform, capsule_id: uuid.UUID | str, *, operator: Principal | str | None,
                     now: datetime | None = None) -> dict[str, Any]:
-    """Bring a soft-deleted capsule back within its recovery window.
+    """Bring a soft-deleted capsule back within its recovery window (same permission as deleting it).
 
     The content deleted with it comes back and is marked for re-embedding (its search rows
     went at deletion), so the next pipeline run for the capsule makes it searchable again.
     """
     now = now or utcnow()
     capsule_uuid = parse_uuid(capsule_id, "capsule")
+    principal = authz.resolve(platform, operator)
+    owner = _capsule_owner(platform, capsule_uuid)
+    if owner is None:
+        _refuse_missing(platform, principal, capsule_uuid)
+    actor = authz.authorize_owner(platform, principal, Permission.MANAGE_CAPSULES, *owner).actor
     with platform.db.session() as session:
         capsule = session.get(Capsule, capsule_uuid)
         if capsule is None:
-            purged_at = session.scalar(sa.select(AuditEntry.occurred_at).where(
-                AuditEntry.action == "capsule.purged", AuditEntry.target == str(capsule_uuid)).limit(1))
-            if purged_at is not None:
-                raise NotFoundError(f"capsule {capsule_uuid} cannot be restored: it was purged on "
-                                    f"{purged_at.date().isoformat()} after its recovery window")
-            raise NotFoundError(f"capsule {capsule_id} does not exist")
+            _refuse_missing(platform, principal, capsule_uuid)
         if capsule.deleted_at is None:
             raise InvalidInputError(f"capsule {capsule_uuid} is not deleted: nothing to restore")
         policy = Policies.load(session).get(DataClass.SOFT_DELETED, capsule.organization_id)

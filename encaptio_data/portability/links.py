@@ -2,7 +2,9 @@
 
 The link is the access export's (privacy/access.py): the same HMAC-signed token format and
 key, the same lifetime, the same injectable clock, and on S3 the same presigned URL to a
-server-side-encrypted plain copy. The token's subject slot reads ``org-<organization id>``,
+server-side-encrypted plain copy. The stored copies carry their link's end (``expires-at``) and
+the retention purge deletes every version of them once it has passed (lifecycle/purge.py, the
+same pass that removes expired access exports). The token's subject slot reads ``org-<organization id>``,
 which no access-export token can carry, so a token issued for one kind of export never
 opens the other. The stored copy is sealed (streamed AES-256-GCM under a data key wrapped by
 the master key, lifecycle/backup.py), so an archive of any size is encrypted without
@@ -26,6 +28,7 @@ from encaptio_data.db.models import utcnow
 from encaptio_data.errors import IntegrityError, InvalidInputError, ObjectNotFoundError
 from encaptio_data.keys import KeyStore
 from encaptio_data.lifecycle.backup import seal, unseal
+from encaptio_data.lifecycle.purge import EXPIRES_FIELD
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.access import LINK_LIFETIME, AccessExports, ExpiredLinkError
 
@@ -46,34 +49,53 @@ def _label(export_id: uuid.UUID) -> str:
     return f"organization-export:{export_id}"
 
 
-def store_archive(platform: Platform, path: Path, organization_id: uuid.UUID, export_id: uuid.UUID
-                  ) -> dict[str, Any]:
-    """Put the sealed copy (and on S3 the SSE plain copy behind the presigned URL); idempotent per export id."""
+def store_archive(platform: Platform, path: Path, organization_id: uuid.UUID, export_id: uuid.UUID, *,
+                  clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
+    """Put the sealed copy (and on S3 the SSE plain copy behind the presigned URL); idempotent per export id.
+
+    Each copy carries the moment its link ends (``expires-at``): the purge removes every version
+    of it then (lifecycle/purge.py), and a link issued again later never outlives it.
+    """
     key = sealed_key(organization_id, export_id)
     stored = {"key": key, "plain_key": None}
+    metadata = {"organization": str(organization_id), "export": str(export_id),
+                EXPIRES_FIELD: (clock() + LINK_LIFETIME).isoformat()}
     if not platform.objects.exists(key):
         with path.open("rb") as source:
             platform.objects.put(key, seal(KeyStore(platform.settings.keys_dir), source, label=_label(export_id)),
-                                 content_type="application/octet-stream",
-                                 metadata={"organization": str(organization_id), "export": str(export_id)})
+                                 content_type="application/octet-stream", metadata=metadata)
     if getattr(platform.objects, "presigned_url", None) is not None:
         plain_key = key.removesuffix(".enc")
         if not platform.objects.exists(plain_key):
             with path.open("rb") as source:
-                platform.objects.put(plain_key, source, content_type="application/zip",
-                                     metadata={"organization": str(organization_id), "export": str(export_id)})
+                platform.objects.put(plain_key, source, content_type="application/zip", metadata=metadata)
         stored["plain_key"] = plain_key
     return stored
 
 
+def _link_end(platform: Platform, organization_id: uuid.UUID, export_id: uuid.UUID,
+              clock: Callable[[], datetime]) -> datetime:
+    """When the stored copy's link ends: its stamp; a copy stored before stamps existed gets a full lifetime."""
+    try:
+        stamped = platform.objects.head(sealed_key(organization_id, export_id)).metadata.get(EXPIRES_FIELD)
+    except ObjectNotFoundError:
+        raise ObjectNotFoundError(f"export {export_id} of organization {organization_id} is not stored "
+                                  "(never linked, or purged after its link expired)") from None
+    return datetime.fromisoformat(stamped) if stamped else clock() + LINK_LIFETIME
+
+
 def issue_link(platform: Platform, organization_id: uuid.UUID, export_id: uuid.UUID, *,
                clock: Callable[[], datetime] = utcnow) -> dict[str, Any]:
-    expires = clock() + LINK_LIFETIME
+    """A token (and on S3 a presigned URL) for the stored copy, valid until the copy's own expiry."""
+    expires = _link_end(platform, organization_id, export_id, clock)
+    if clock() >= expires:
+        raise ExpiredLinkError(f"export {export_id} expired at {expires.isoformat()}; request a new export")
     token = AccessExports(platform, clock=clock).token(export_id, f"{_SUBJECT}{organization_id}", expires)
     presigned = None
     create_link = getattr(platform.objects, "presigned_url", None)
     if create_link is not None:
-        presigned = create_link(sealed_key(organization_id, export_id).removesuffix(".enc"), expires_in=LINK_LIFETIME)
+        presigned = create_link(sealed_key(organization_id, export_id).removesuffix(".enc"),
+                                expires_in=min(LINK_LIFETIME, expires - clock()))
     return {"token": token, "expires_at": expires, "presigned_url": presigned}
 
 

@@ -29,6 +29,7 @@ from fpdf import FPDF
 
 from encaptio_data import audit, authz
 from encaptio_data.authz import Permission, Principal
+from encaptio_data.content.files import read_content
 from encaptio_data.db.models import AuditEntry, Content, RetentionPolicy, personal_columns, utcnow
 from encaptio_data.errors import EncaptioError, IntegrityError, InvalidInputError
 from encaptio_data.keys import KeyStore
@@ -36,6 +37,9 @@ from encaptio_data.platform import Platform
 from encaptio_data.privacy.subjects import SubjectGraph, collect, subject_ref
 
 LINK_LIFETIME = timedelta(days=7)
+# Stamped on every stored export copy (ISO 8601, UTC): when its link ends, and with it the copy
+# (the purge of expired exports in lifecycle/purge.py reads it).
+EXPIRES_FIELD = "expires-at"
 EXPORTS_PREFIX = "exports/"
 TOKEN_KEY = "download-token"
 
@@ -157,9 +161,10 @@ def package(platform: Platform, graph: SubjectGraph, document: dict[str, Any]) -
                              for row in rows)
             archive.writestr(f"csv/{table}.csv", text.getvalue())
         archive.writestr("report.pdf", _pdf_report(document))
+        keys = KeyStore(platform.settings.keys_dir)
         for row in graph.rows.get(Content.__tablename__, []):
-            data = platform.objects.get(row["object_key"], row["object_version"])
-            archive.writestr(f"files/{row['id']}/{row['filename'] or 'file'}", data)
+            archive.writestr(f"files/{row['id']}/{row['filename'] or 'file'}",
+                             read_content(platform.objects, keys, row))
     return buffer.getvalue()
 
 
@@ -206,16 +211,17 @@ class AccessExports:
         document = build_document(self.platform, graph, entries, retention)
         archive = package(self.platform, graph, document)
         key = f"{EXPORTS_PREFIX}{graph.organization_id}/{request_id}.zip.enc"
-        self.platform.objects.put(key, self.keys.encrypt_for(str(user_id), archive),
-                                  content_type="application/octet-stream",
-                                  metadata={"subject": str(user_id), "request": str(request_id)})
         expires = self.clock() + LINK_LIFETIME
+        # The purge of expired exports (lifecycle/purge.py) removes the stored copies at this stamp,
+        # so they never outlive the link that points at them.
+        metadata = {"subject": str(user_id), "request": str(request_id), EXPIRES_FIELD: expires.isoformat()}
+        self.platform.objects.put(key, self.keys.encrypt_for(str(user_id), archive),
+                                  content_type="application/octet-stream", metadata=metadata)
         presigned = None
         create_link = getattr(self.platform.objects, "presigned_url", None)
         if create_link is not None:
             plain_key = key.removesuffix(".enc")
-            self.platform.objects.put(plain_key, archive, content_type="application/zip",
-                                      metadata={"subject": str(user_id), "request": str(request_id)})
+            self.platform.objects.put(plain_key, archive, content_type="application/zip", metadata=metadata)
             presigned = create_link(plain_key, expires_in=LINK_LIFETIME)
         return Export(key, self.token(request_id, user_id, expires), expires, len(archive), graph.counts, presigned)
 

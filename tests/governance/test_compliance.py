@@ -37,6 +37,10 @@ def _pdf_text(data: bytes) -> str:
     return re.sub(r"\s+", "", text)
 
 
+def _admin(corpus: Corpus) -> str:
+    return next(u.email for u in corpus.users if u.role is UserRole.ADMIN)
+
+
 def _promises(platform: Platform, corpus: Corpus) -> dict[str, str]:
     """An overdue request, one due within a week, a capsule past its recovery window and one under a hold."""
     now = utcnow()
@@ -48,7 +52,7 @@ def _promises(platform: Platform, corpus: Corpus) -> dict[str, str]:
         changes={"name": "B. Smith"})
     gone, held = corpus.capsules[0], corpus.capsules[1]
     for capsule in (gone, held):
-        delete_capsule(platform, capsule.id, "test", now=now - timedelta(days=40))
+        delete_capsule(platform, capsule.id, operator=_admin(corpus), now=now - timedelta(days=40))
     with platform.db.session() as session:
         session.add(LegalHold(organization_id=held.organization_id, scope=HoldScope.CAPSULE, scope_id=held.id,
                               reason=HOLD_REASON, placed_by="counsel@example.org"))
@@ -133,7 +137,7 @@ def test_report_on_the_demo_data_names_the_overdue_request_and_renders(demo: tup
 def test_html_escapes_what_operators_typed(demo: tuple[Platform, Corpus], tmp_path: Path) -> None:
     platform, corpus = demo
     capsule = corpus.capsules[0]
-    delete_capsule(platform, capsule.id, "test", now=utcnow() - timedelta(days=40))
+    delete_capsule(platform, capsule.id, operator=_admin(corpus), now=utcnow() - timedelta(days=40))
     with platform.db.session() as session:
         session.add(LegalHold(organization_id=capsule.organization_id, scope=HoldScope.CAPSULE, scope_id=capsule.id,
                               reason="<script>alert(1)</script>", placed_by="counsel@example.org"))

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from encaptio_data.accounts import add_user, ensure_organization
-from encaptio_data.authz import Grant, Permission, Principal
+from encaptio_data.authz import Grant, Permission, Principal, system_principal
 from encaptio_data.content.uploads import upload_key
 from encaptio_data.db.enums import EventType, OrganizationTier
 from encaptio_data.db.models import Capsule, Content, Interaction, InteractionEvent
@@ -21,7 +21,10 @@ from encaptio_data.platform import Platform
 from encaptio_data.search.service import SearchRequest, SearchService
 from tests.privacy.conftest import HashingEmbedder, run_pipeline
 
-__all__ = ["HashingEmbedder", "run_pipeline", "Box", "new_box", "add_event", "hits", "at"]
+__all__ = ["HashingEmbedder", "run_pipeline", "Box", "new_box", "add_event", "hits", "at", "NIGHTLY"]
+
+# The purge as the nightly job runs it (run_purge is the dagster principal's; people need an admin).
+NIGHTLY = system_principal("dagster", run="test")
 
 
 def at(day: date, hour: int = 12) -> datetime:
@@ -38,6 +41,7 @@ class Box:
     marker: str
     key: str
     versions: list[str] = field(default_factory=list)
+    owner_email: str = ""
 
     def content_ids(self, platform: Platform) -> list[uuid.UUID]:
         with platform.db.session() as session:
@@ -54,7 +58,8 @@ def new_box(platform: Platform, label: str, *, org_slug: str = "acme",
         capsule = Capsule(organization_id=org.id, owner_id=owner.id, title=f"capsule {label}")
         session.add(capsule)
         session.flush()
-        box = Box(org.id, owner.id, capsule.id, marker, upload_key(org.id, capsule.id, f"notes-{label}.md"))
+        box = Box(org.id, owner.id, capsule.id, marker, upload_key(org.id, capsule.id, f"notes-{label}.md"),
+                  owner_email=owner.email)
     for n in range(versions):
         text = (f"# Field notes\n\nVersion {n}. The hidden word is {marker} and it stays hidden. "
                 + "Sourdough starters and telescopes fill the rest of this page. " * 20)

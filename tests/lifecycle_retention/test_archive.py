@@ -27,7 +27,7 @@ from encaptio_data.lifecycle.archive import archive, partition_prefix, read_arch
 from encaptio_data.lifecycle.purge import purge
 from encaptio_data.lifecycle.retention import delete_capsule
 from encaptio_data.platform import Platform
-from tests.lifecycle_retention.conftest import add_event, at, new_box
+from tests.lifecycle_retention.conftest import NIGHTLY, add_event, at, new_box
 
 NOW = datetime(2026, 3, 15, 12, tzinfo=UTC)  # January is a whole month older than 30 days; February is not
 JAN = [date(2026, 1, 10), date(2026, 1, 20)]
@@ -133,12 +133,12 @@ def test_archived_events_follow_retention_holds_and_capsule_purges(embedded: Pla
         session.add(LegalHold(organization_id=kept.organization_id, scope=HoldScope.USER, scope_id=witness,
                               reason="witness statement", placed_by="counsel@acme.test"))
 
-    delete_capsule(platform, gone.capsule_id, "owner@example.org", now=now)
-    report = purge(platform, now + timedelta(days=31))
+    delete_capsule(platform, gone.capsule_id, operator=gone.owner_email, now=now)
+    report = purge(platform, now + timedelta(days=31), operator=NIGHTLY)
     assert report["classes"]["soft_deleted"]["purged"]["archived_rows"] == 1
     assert read_archive(platform, "interaction_events").column("capsule_id").to_pylist() == [str(kept.capsule_id)] * 2
 
-    later = purge(platform, now + timedelta(days=100))["classes"]["raw_events"]  # past 90 days from February 3
+    later = purge(platform, now + timedelta(days=100), operator=NIGHTLY)["classes"]["raw_events"]  # past 90 days from February 3
     assert later["purged"]["archived_events"] == 1
     assert [h["reason"] for h in later["held"]] == ["witness statement"]
     assert read_archive(platform, "interaction_events").column("id").to_pylist() == [str(held_event)]

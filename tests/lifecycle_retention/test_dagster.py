@@ -39,7 +39,7 @@ def test_assets_materialize_with_counts_and_without_hold_reasons(embedded: Platf
     gone, held = new_box(platform, "gone"), new_box(platform, "held")
     run_pipeline(platform)
     for box in (gone, held):
-        delete_capsule(platform, box.capsule_id, "owner@example.org", now=now - timedelta(days=40))
+        delete_capsule(platform, box.capsule_id, operator=box.owner_email, now=now - timedelta(days=40))
     with platform.db.session() as session:
         session.add(LegalHold(organization_id=held.organization_id, scope=HoldScope.CAPSULE, scope_id=held.capsule_id,
                               reason="confidential matter of Jane Roe", placed_by="counsel@acme.test"))

@@ -22,7 +22,7 @@ def test_the_defaults_are_the_ones_the_platform_promises() -> None:
     assert days == {
         "analytics": (365, 2557, "archive"), "audit_log": (365, 2557, "delete"), "backups": (30, 30, "delete"),
         "sessions": (1, 1, "delete"), "temporary_files": (7, 7, "delete"), "soft_deleted": (30, 30, "delete"),
-        "raw_events": (90, 90, "aggregate"),
+        "raw_events": (90, 90, "aggregate"), "exports": (7, 7, "delete"),
     }
     assert set(DEFAULTS) == set(DataClass)
 

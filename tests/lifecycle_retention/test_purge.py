@@ -17,9 +17,8 @@ from encaptio_data.lifecycle.retention import delete_capsule, restore_capsule
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.erasure import scan_directory, verify_erased
 from encaptio_data.search.index import open_chunks_table
-from tests.lifecycle_retention.conftest import Box, hits, new_box, run_pipeline
+from tests.lifecycle_retention.conftest import NIGHTLY, Box, hits, new_box, run_pipeline
 
-OWNER = "owner@example.org"
 
 
 def _old(days: int = 31):
@@ -56,8 +55,8 @@ def test_purge_removes_rows_versions_vectors_and_cache_keys(platform: Platform) 
     assert any(box.marker.encode() in (platform.cache.get(k) or b"") for k in platform.cache.keys("search:"))
     assert _lancedb_files_with(platform, box.marker), "planting failed: the text should be in LanceDB files"
 
-    delete_capsule(platform, box.capsule_id, OWNER, now=_old(31))
-    report = purge(platform)
+    delete_capsule(platform, box.capsule_id, operator=box.owner_email, now=_old(31))
+    report = purge(platform, operator=NIGHTLY)
 
     soft = report["classes"]["soft_deleted"]
     assert soft["purged"]["capsules"] == 1 and soft["purged"]["content"] == 1
@@ -74,20 +73,20 @@ def test_purge_removes_rows_versions_vectors_and_cache_keys(platform: Platform) 
     assert _state(platform, bystander)["content"] == 1
     assert hits(platform, bystander, bystander.marker), "compaction must leave other capsules searchable"
     assert verify_chain(platform.db).valid
-    again = purge(platform)
+    again = purge(platform, operator=NIGHTLY)
     assert again["classes"]["soft_deleted"]["purged"] == {}
 
 
 def test_legal_hold_blocks_the_purge_and_says_why(platform: Platform) -> None:
     box = new_box(platform, "held")
     run_pipeline(platform)
-    delete_capsule(platform, box.capsule_id, OWNER, now=_old(45))
+    delete_capsule(platform, box.capsule_id, operator=box.owner_email, now=_old(45))
     before = _state(platform, box)
     with platform.db.session() as session:
         hold = LegalHold(organization_id=box.organization_id, scope=HoldScope.CAPSULE, scope_id=box.capsule_id,
                          reason="litigation 2026-17", placed_by="counsel@acme.test")
         session.add(hold)
-    report = purge(platform)
+    report = purge(platform, operator=NIGHTLY)
     (held,) = report["classes"]["soft_deleted"]["held"]
     assert held["item"] == f"capsule:{box.capsule_id}" and held["reason"] == "litigation 2026-17"
     assert held["scope"] == "capsule" and held["hold_id"] == str(hold.id)
@@ -95,39 +94,39 @@ def test_legal_hold_blocks_the_purge_and_says_why(platform: Platform) -> None:
 
     with platform.db.session() as session:
         session.get(LegalHold, hold.id).released_at = utcnow()
-    assert purge(platform)["classes"]["soft_deleted"]["purged"]["capsules"] == 1
+    assert purge(platform, operator=NIGHTLY)["classes"]["soft_deleted"]["purged"]["capsules"] == 1
     assert not _state(platform, box)["capsule"]
 
 
 def test_a_hold_on_a_user_keeps_the_capsule_they_uploaded_to(embedded: Platform) -> None:
     box = new_box(embedded, "uploader")
     run_pipeline(embedded)
-    delete_capsule(embedded, box.capsule_id, OWNER, now=_old(45))
+    delete_capsule(embedded, box.capsule_id, operator=box.owner_email, now=_old(45))
     with embedded.db.session() as session:
         session.add(LegalHold(organization_id=box.organization_id, scope=HoldScope.USER, scope_id=box.owner_id,
                               reason="regulator inquiry", placed_by="counsel@acme.test"))
-    (held,) = purge(embedded)["classes"]["soft_deleted"]["held"]
+    (held,) = purge(embedded, operator=NIGHTLY)["classes"]["soft_deleted"]["held"]
     assert held["scope"] == "user" and held["reason"] == "regulator inquiry"
 
 
 def test_dry_run_changes_nothing_and_the_window_is_respected(platform: Platform) -> None:
     expired, recent = new_box(platform, "expired"), new_box(platform, "recent")
     run_pipeline(platform)
-    delete_capsule(platform, expired.capsule_id, OWNER, now=_old(31))
-    delete_capsule(platform, recent.capsule_id, OWNER, now=_old(10))
+    delete_capsule(platform, expired.capsule_id, operator=expired.owner_email, now=_old(31))
+    delete_capsule(platform, recent.capsule_id, operator=recent.owner_email, now=_old(10))
     before = (_state(platform, expired), _state(platform, recent), open_chunks_table(platform.vectors).version)
 
-    dry = purge(platform, dry_run=True)
+    dry = purge(platform, dry_run=True, operator=NIGHTLY)
     soft = dry["classes"]["soft_deleted"]
     assert dry["dry_run"] and soft["purged"]["capsules"] == 1 and soft["purged"]["object_versions"] == 1
     assert {"reason": "capsule within its recovery window", "count": 1} in soft["skipped"]
     assert (_state(platform, expired), _state(platform, recent),
             open_chunks_table(platform.vectors).version) == before
 
-    purge(platform)
+    purge(platform, operator=NIGHTLY)
     assert not _state(platform, expired)["capsule"]
     assert _state(platform, recent) == before[1], "inside the window nothing is touched"
-    restore_capsule(platform, recent.capsule_id, OWNER)
+    restore_capsule(platform, recent.capsule_id, operator=recent.owner_email)
     run_pipeline(platform)
     assert hits(platform, recent, recent.marker)
 
@@ -137,7 +136,7 @@ def test_a_crash_in_the_middle_then_a_rerun_converges(platform: Platform, monkey
                                                       step: str) -> None:
     box = new_box(platform, "crash", versions=2)
     run_pipeline(platform)
-    delete_capsule(platform, box.capsule_id, OWNER, now=_old(40))
+    delete_capsule(platform, box.capsule_id, operator=box.owner_email, now=_old(40))
 
     def killed(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt("killed")
@@ -145,11 +144,11 @@ def test_a_crash_in_the_middle_then_a_rerun_converges(platform: Platform, monkey
     with monkeypatch.context() as patch:
         patch.setattr(purge_module, step, killed)
         with pytest.raises(KeyboardInterrupt):
-            purge(platform)
+            purge(platform, operator=NIGHTLY)
     assert _state(platform, box)["capsule"], "rows go last, so a crash keeps them (and the purge can find the rest)"
     assert _state(platform, box)["versions"] == 0, "external stores go first"
 
-    report = purge(platform)
+    report = purge(platform, operator=NIGHTLY)
     assert report["classes"]["soft_deleted"]["purged"]["capsules"] == 1
     assert _state(platform, box) == {"capsule": False, "content": 0, "chunks": 0, "versions": 0}
     assert _lancedb_files_with(platform, box.marker) == []
@@ -167,7 +166,7 @@ def test_content_deleted_alone_is_purged_alone_and_a_live_version_is_kept(embedd
     soft_delete_content(platform.db, platform.vectors, platform.cache, content_id)
     with platform.db.session() as session:
         session.get(Content, content_id).deleted_at = _old(35)
-    report = purge(platform)["classes"]["soft_deleted"]["purged"]
+    report = purge(platform, operator=NIGHTLY)["classes"]["soft_deleted"]["purged"]
     assert (report["capsules"], report["content"], report["object_versions"]) == (0, 1, 1)
     assert _state(platform, box) == {"capsule": True, "content": 0, "chunks": 0, "versions": 0}
     assert _state(platform, live)["content"] == 1

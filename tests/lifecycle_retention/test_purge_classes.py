@@ -27,7 +27,7 @@ from encaptio_data.db.models import (
 )
 from encaptio_data.lifecycle.purge import purge
 from encaptio_data.platform import Platform
-from tests.lifecycle_retention.conftest import add_event, at, new_box
+from tests.lifecycle_retention.conftest import NIGHTLY, add_event, at, new_box
 
 # Backups and drills are what the schedules do: they run as the Dagster system principal.
 OPERATOR = system_principal("dagster", run="test")
@@ -57,10 +57,10 @@ def test_raw_events_go_only_once_their_day_is_aggregated_and_holds_keep_theirs(e
     recent = add_event(platform, box.capsule_id, None, at(NOW.date() - timedelta(days=30)))
     materialize_day(platform, DAY, now=NOW)
 
-    dry = purge(platform, NOW, dry_run=True)["classes"]["raw_events"]
+    dry = purge(platform, NOW, dry_run=True, operator=NIGHTLY)["classes"]["raw_events"]
     assert dry["purged"]["events"] == 2 and _events(platform) == {*aggregated, held, unaggregated, recent}
 
-    report = purge(platform, NOW)["classes"]["raw_events"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["raw_events"]
     assert report["purged"]["events"] == 2
     assert report["held"] == [{"item": f"interaction_events:{DAY}", "hold_id": report["held"][0]["hold_id"],
                                "scope": "user", "scope_id": str(held_user), "reason": "litigation", "count": 1}]
@@ -70,7 +70,7 @@ def test_raw_events_go_only_once_their_day_is_aggregated_and_holds_keep_theirs(e
         run = session.get(DailyEngagementRun, DAY)
         assert run.raw_purged_at is not None  # the day's aggregates are final now
         assert session.scalar(sa.select(DailyEngagement.views).where(DailyEngagement.day == DAY)) == 3
-    assert purge(platform, NOW)["classes"]["raw_events"]["purged"]["events"] == 0
+    assert purge(platform, NOW, operator=NIGHTLY)["classes"]["raw_events"]["purged"]["events"] == 0
 
 
 def test_analytics_follow_their_policy_action(embedded: Platform) -> None:
@@ -87,7 +87,7 @@ def test_analytics_follow_their_policy_action(embedded: Platform) -> None:
                 session.add(DailyEngagement(day=day, capsule_id=box.capsule_id, organization_id=box.organization_id,
                                             events=1, views=1, unique_sessions=1, searches=0, chat_turns=0,
                                             dwell_events=0, completions=0, total_dwell_seconds=0.0, unique_users=1))
-    report = purge(platform, NOW)["classes"]["analytics"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["analytics"]
     assert report["purged"]["daily_engagement"] == 1  # the org whose own policy deletes after 30 days
     assert {"reason": "action archive: archive_job moves them to archive/", "count": 1} in report["skipped"]
     with platform.db.session() as session:
@@ -134,10 +134,10 @@ def test_backups_roll_over_after_30_days_keeping_what_restores_need(embedded: Pl
         session.get(Backup, real).started_at = NOW - timedelta(days=40)
     incremental = _backup(platform, 2, manifest={"base_backup_id": str(base)})
 
-    assert purge(platform, NOW, dry_run=True)["classes"]["backups"]["purged"] == {"backups": 5,
+    assert purge(platform, NOW, dry_run=True, operator=NIGHTLY)["classes"]["backups"]["purged"] == {"backups": 5,
                                                                                   "object_versions": 9}
     assert _backup_ids(platform) == {expired, crashed, base, pgbackrest, real, incremental}
-    report = purge(platform, NOW)["classes"]["backups"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["backups"]
     assert report["purged"] == {"backups": 5, "object_versions": 9}
     assert report["skipped"] == [{"reason": "base of a backup that is kept", "count": 1}]
     assert _backup_ids(platform) == {base, incremental}
@@ -155,7 +155,7 @@ def test_backups_keep_the_newest_restorable_one_and_holds_keep_them_all(embedded
         org = ensure_organization(session, name="Acme", slug="acme")
         session.add(LegalHold(organization_id=org.id, scope=HoldScope.ORGANIZATION, scope_id=org.id,
                               reason="audit by regulator", placed_by="counsel@acme.test"))
-    report = purge(platform, NOW)["classes"]["backups"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["backups"]
     assert [h["item"] for h in report["held"]] == [f"backup:{older}"]
     assert any(s["reason"].startswith("newest restorable backup") for s in report["skipped"])
     assert _backup_ids(platform) == {only, older}
@@ -169,11 +169,11 @@ def test_incomplete_local_writes_are_swept_after_7_days(embedded: Platform) -> N
     fresh.write_bytes(b"a put in progress")
     eight_days_ago = time.time() - 8 * 86_400
     os.utime(stale, (eight_days_ago, eight_days_ago))
-    assert purge(embedded, dry_run=True)["classes"]["temporary_files"]["skipped"]
-    report = purge(embedded)["classes"]["temporary_files"]
+    assert purge(embedded, dry_run=True, operator=NIGHTLY)["classes"]["temporary_files"]["skipped"]
+    report = purge(embedded, operator=NIGHTLY)["classes"]["temporary_files"]
     assert report["purged"]["incomplete_uploads"] == 1
     assert not stale.exists() and fresh.exists()
-    sessions = purge(embedded)["classes"]["sessions"]
+    sessions = purge(embedded, operator=NIGHTLY)["classes"]["sessions"]
     assert sessions["purged"] == {} and "ttl=SESSION_TTL_SECONDS" in sessions["skipped"][0]["reason"]
 
 
@@ -185,10 +185,10 @@ def test_incomplete_multipart_uploads_are_aborted_after_7_days(platform: Platfor
     # The clock is set from the upload's own start: moto reports a fixed date in 2010 for every upload.
     (upload,) = client.list_multipart_uploads(Bucket=store.bucket)["Uploads"]
     soon, later = upload["Initiated"] + timedelta(days=2), upload["Initiated"] + timedelta(days=8)
-    assert purge(platform, soon)["classes"]["temporary_files"]["purged"]["incomplete_uploads"] == 0
-    assert purge(platform, later, dry_run=True)["classes"]["temporary_files"]["purged"] == {}
+    assert purge(platform, soon, operator=NIGHTLY)["classes"]["temporary_files"]["purged"]["incomplete_uploads"] == 0
+    assert purge(platform, later, dry_run=True, operator=NIGHTLY)["classes"]["temporary_files"]["purged"] == {}
     assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads")
-    assert purge(platform, later)["classes"]["temporary_files"]["purged"]["incomplete_uploads"] == 1
+    assert purge(platform, later, operator=NIGHTLY)["classes"]["temporary_files"]["purged"]["incomplete_uploads"] == 1
     assert client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", []) == []
 
 
@@ -249,7 +249,7 @@ def test_audit_entries_stay_while_the_audit_module_has_no_checkpoints(embedded: 
     monkeypatch.delattr(audit, "TRUNCATION_ACTION", raising=False)
     for days in (800, 700, 500):
         _append_at(embedded, NOW - timedelta(days=days), monkeypatch)
-    report = purge(embedded, NOW)["classes"]["audit_log"]
+    report = purge(embedded, NOW, operator=NIGHTLY)["classes"]["audit_log"]
     assert report["purged"] == {} and "audit.py" in report["skipped"][-1]["reason"]
     assert report["skipped"][-1]["count"] == 3
     assert len(_seqs(embedded)) == 3 and audit.verify_chain(embedded.db).valid
@@ -267,17 +267,17 @@ def test_audit_truncation_keeps_the_chain_verifiable(embedded: Platform, monkeyp
     blocked = _append_at(platform, NOW - timedelta(days=600), monkeypatch)
     recent = _append_at(platform, NOW - timedelta(days=5), monkeypatch)
 
-    dry = purge(platform, NOW, dry_run=True)["classes"]["audit_log"]
+    dry = purge(platform, NOW, dry_run=True, operator=NIGHTLY)["classes"]["audit_log"]
     assert dry["purged"] == {"entries": 2} and len(_seqs(platform)) == 5
 
-    report = purge(platform, NOW)["classes"]["audit_log"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["audit_log"]
     assert report["purged"] == {"entries": 2}
     assert any(s["reason"].startswith("older than the shortest audit retention") and s["count"] == 1
                for s in report["skipped"])  # `blocked` waits behind the enterprise entry
     remaining = _seqs(platform)
     assert not set(old) & set(remaining) and {kept_enterprise, blocked, recent} <= set(remaining)
     assert audit.verify_chain(platform.db).valid
-    assert purge(platform, NOW)["classes"]["audit_log"]["purged"] == {}
+    assert purge(platform, NOW, operator=NIGHTLY)["classes"]["audit_log"]["purged"] == {}
 
     with platform.db.session() as session:  # tampering is still caught after a truncation
         session.execute(sa.delete(AuditEntry).where(AuditEntry.seq == blocked))
@@ -294,6 +294,6 @@ def test_a_hold_on_an_organization_stops_the_audit_truncation(embedded: Platform
     with platform.db.session() as session:
         session.add(LegalHold(organization_id=box.organization_id, scope=HoldScope.ORGANIZATION,
                               scope_id=box.organization_id, reason="records request", placed_by="counsel@acme.test"))
-    report = purge(platform, NOW)["classes"]["audit_log"]
+    report = purge(platform, NOW, operator=NIGHTLY)["classes"]["audit_log"]
     assert report["purged"] == {"entries": 1} and report["held"][0]["reason"] == "records request"
     assert first not in _seqs(platform) and audit.verify_chain(platform.db).valid

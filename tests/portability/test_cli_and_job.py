@@ -1,4 +1,5 @@
-"""`encaptio export org` (through the Dagster job, in process) and `encaptio import org`, and the job itself."""
+"""`encaptio export org --in-process` (the Dagster job in this process) and `encaptio import org`, and the job
+itself. The queued path, with the real daemon, is in test_queued_export.py."""
 
 from __future__ import annotations
 
@@ -44,21 +45,25 @@ def test_cli_exports_through_the_job_and_imports_elsewhere(tmp_path: Path, monke
     org = small_organization(source)
     admin = make_admin(source)
 
-    exported = _json("export", "org", str(org), "--format", "csv", "--out", str(tmp_path / "out"), "--as", admin)
+    exported = _json("export", "org", str(org), "--format", "csv", "--out", str(tmp_path / "out"), "--in-process",
+                     "--as", admin)
     assert Path(exported["path"]).is_file() and exported["run_id"] and "token" not in exported
+    assert exported["status"] == "success"
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     run = instance.get_run_by_id(exported["run_id"])
     assert run.job_name == "organization_export_job" and run.is_success
     # The run's root id names the export, so a re-execution of a failed run rewrites the same file.
     assert exported["export_id"] == str(uuid.uuid5(EXPORT_ID_NAMESPACE, run.root_run_id or run.run_id))
 
-    # A refusal inside the run reaches the operator as the domain's own one-line error.
-    denied = runner.invoke(app, ["export", "org", str(org), "--out", str(tmp_path / "denied"),
+    # A refusal reaches the operator as the domain's own one-line error, before any run exists.
+    runs = len(instance.get_runs())
+    denied = runner.invoke(app, ["export", "org", str(org), "--out", str(tmp_path / "denied"), "--in-process",
                                  "--as", "creator@tiny.example"])
+    assert len(instance.get_runs()) == runs
     assert isinstance(denied.exception, PermissionDeniedError) and "may not export_org" in str(denied.exception)
     assert not (tmp_path / "denied").exists()
 
-    linked = _json("export", "org", str(org), "--format", "parquet", "--link", "--as", admin)
+    linked = _json("export", "org", str(org), "--format", "parquet", "--link", "--in-process", "--as", admin)
     downloaded = _json("export", "download", linked["token"], "--out", str(tmp_path / "got"), "--as", admin)
     assert Path(downloaded["path"]).stat().st_size == linked["bytes"]
 
