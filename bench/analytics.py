@@ -124,6 +124,7 @@ def generate_events(count: int, capsules: list[str], users: list[str], seed: int
 def _world(platform: Any) -> tuple[list[str], list[str]]:
     """Organizations, capsules and users in the store; a few users have withdrawn analytics consent."""
     from encaptio_data.db.enums import CapsuleStatus, ConsentPurpose, UserRole
+    from encaptio_data.db import sealing
     from encaptio_data.db.models import Capsule, Consent, Organization, User
 
     created = datetime(2026, 1, 1, tzinfo=UTC)
@@ -146,7 +147,7 @@ def _world(platform: Any) -> tuple[list[str], list[str]]:
                         (Consent, withdrawn)):
         with platform.db.session() as session:
             for offset in range(0, len(rows), 10_000):
-                session.execute(sa.insert(model), rows[offset:offset + 10_000])
+                sealing.insert_rows(session, model, rows[offset:offset + 10_000])
     return [c["id"].hex for c in capsules], [u["id"].hex for u in users]
 
 

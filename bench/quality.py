@@ -37,6 +37,7 @@ from encaptio_data.bootstrap import initialize
 from encaptio_data.content.chunking import CHUNKER_VERSION, chunk_id
 from encaptio_data.content.embedding import DIMENSION, MODEL_NAME
 from encaptio_data.content.uploads import UPLOADS_PREFIX, upload_key
+from encaptio_data.db import sealing
 from encaptio_data.db.enums import CapsuleStatus, ContentType, EventType, ExtractionStatus, OrganizationTier, UserRole
 from encaptio_data.db.models import (
     Capsule,
@@ -163,7 +164,7 @@ def build_synthetic_stores(platform: Platform, *, capsules: int, content_per_cap
                         (InteractionEvent, events)):
         for batch in _batches(rows):
             with platform.db.session() as session:
-                session.execute(sa.insert(model), batch)
+                sealing.insert_rows(session, model, batch)
     seconds["rows"] = round(time.monotonic() - mark, 1)
 
     mark = time.monotonic()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from encaptio_data.db import sealing
 from encaptio_data.db.enums import OrganizationTier, UserRole
 from encaptio_data.db.models import Organization, User
 from encaptio_data.errors import InvalidInputError, NotFoundError
@@ -51,6 +52,11 @@ def normalize_email(email: str) -> str:
     if len(normalized) > 320 or not _EMAIL.match(normalized):
         raise InvalidInputError(f"invalid email address {email!r}")
     return normalized
+
+
+def email_is(session: Session, email: str) -> sa.ColumnElement[bool]:
+    """WHERE the user's email is ``email``: through the blind index, since the address itself is sealed."""
+    return User.email_index == sealing.email_index(sealing.keys_of(session), normalize_email(email))
 
 
 def parse_uuid(value: str | uuid.UUID, what: str) -> uuid.UUID:
@@ -106,7 +112,7 @@ def add_user(session: Session, *, email: str, name: str, organization_id: str | 
         raise InvalidInputError("name must not be empty")
     role = _role(role)
     org = get_organization(session, organization_id) if organization_id else default_organization(session)
-    existing = session.scalar(sa.select(User).where(User.organization_id == org.id, User.email == email))
+    existing = session.scalar(sa.select(User).where(User.organization_id == org.id, email_is(session, email)))
     if existing is not None:
         return UserRecord(existing.id, org.id, existing.email, existing.name, existing.role.value, created=False)
     user = User(organization_id=org.id, email=email, name=name, role=role)
@@ -167,7 +173,7 @@ def set_role(platform: Platform, *, email: str, organization_id: str | uuid.UUID
     org = _target_organization(platform, organization_id)
     actor = authz.check(platform.db, principal, authz.Permission.MANAGE_USERS, org).actor
     with platform.db.session() as session:
-        user = session.scalar(sa.select(User).where(User.organization_id == org, User.email == email,
+        user = session.scalar(sa.select(User).where(User.organization_id == org, email_is(session, email),
                                                     User.deleted_at.is_(None)))
         if user is None:
             raise NotFoundError(f"no user {email} in organization {org}")

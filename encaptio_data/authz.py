@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, NoReturn
 import sqlalchemy as sa
 
 from encaptio_data import audit
-from encaptio_data.accounts import normalize_email
+from encaptio_data.accounts import email_is, normalize_email
 from encaptio_data.db.enums import UserRole
 from encaptio_data.db.models import User
 from encaptio_data.errors import InvalidInputError, PermissionDeniedError
@@ -197,7 +197,7 @@ def resolve(platform: Platform, operator: Principal | str | None) -> Principal:
     email = normalize_email(text)
     with platform.db.session() as session:
         rows = session.execute(sa.select(User.id, User.organization_id, User.role)
-                               .where(User.email == email, User.deleted_at.is_(None))
+                               .where(email_is(session, email), User.deleted_at.is_(None))
                                .order_by(User.created_at)).all()
     if not rows:
         deny(platform.db, actor_ref(keys, email), None, None, "unknown operator",

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from encaptio_data.content.files import put_file_if_changed
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.corpus import Corpus, CorpusSpec, generate
+from encaptio_data.db import sealing
 from encaptio_data.db.models import Base, Capsule, Consent, Interaction, InteractionEvent, Organization, User
 from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
@@ -75,7 +76,7 @@ def seed_demo(platform: Platform, spec: CorpusSpec | None = None, *, progress: P
                 present = set(session.scalars(sa.select(model.id).where(model.id.in_(ids))))
                 missing = [row for row in batch if row["id"] not in present]
                 if missing:
-                    session.execute(sa.insert(model), missing)
+                    sealing.insert_rows(session, model, missing)
                 inserted[model.__tablename__] += len(missing)
             if progress:
                 progress.advance(task, len(batch))

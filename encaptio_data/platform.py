@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from encaptio_data.db.session import Database
+from encaptio_data.keys import KeyStore
 from encaptio_data.settings import Settings, get_settings
 from encaptio_data.stores.cache import Cache, open_cache
 from encaptio_data.stores.objects import ObjectStore, open_object_store
@@ -23,7 +24,7 @@ class Platform:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.settings.resolved_database_url)
+        return Database(self.settings.resolved_database_url, keys=KeyStore(self.settings.keys_dir))
 
     @cached_property
     def objects(self) -> ObjectStore:

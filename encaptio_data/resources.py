@@ -14,6 +14,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from encaptio_data.db.session import Database
+from encaptio_data.keys import KeyStore
 from encaptio_data.settings import Settings, get_settings
 from encaptio_data.stores.cache import Cache, open_cache
 from encaptio_data.stores.objects import ObjectStore, open_object_store
@@ -48,7 +49,7 @@ class DatabaseResource(_StoreResource[Database]):
         return self._opened()
 
     def _open(self, settings: Settings) -> Database:
-        return Database(settings.resolved_database_url)
+        return Database(settings.resolved_database_url, keys=KeyStore(settings.keys_dir))
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         if self._store is not None:

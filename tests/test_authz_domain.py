@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from encaptio_data import authz
-from encaptio_data.accounts import add_user, create_user, ensure_organization, set_role
+from encaptio_data.accounts import add_user, create_user, email_is, ensure_organization, set_role
 from encaptio_data.authz import actor_ref, system_principal
 from encaptio_data.cli import app
 from encaptio_data.content.ingest import ingest_files
@@ -47,7 +47,7 @@ def _world(platform: Platform) -> tuple[uuid.UUID, uuid.UUID]:
 
 def _capsule(platform: Platform, organization_id: uuid.UUID, owner: str) -> uuid.UUID:
     with platform.db.session() as session:
-        owner_id = session.scalar(sa.select(User.id).where(User.email == owner,
+        owner_id = session.scalar(sa.select(User.id).where(email_is(session, owner),
                                                            User.organization_id == organization_id))
         capsule = Capsule(organization_id=organization_id, owner_id=owner_id, title="Field notes")
         session.add(capsule)
@@ -117,8 +117,8 @@ def test_users_are_managed_by_admins_only_and_the_first_admin_bootstraps(platfor
         _refused(lambda: set_role(platform, email=_email("viewer"), organization_id=home, role="admin",
                                   operator=_email(role)), "may not manage_users")
     with platform.db.session() as session:
-        assert session.scalar(sa.select(User.id).where(User.email == "new@home.test")) is None
-        assert session.scalar(sa.select(User.role).where(User.email == _email("viewer"))).value == "viewer"
+        assert session.scalar(sa.select(User.id).where(email_is(session, "new@home.test"))) is None
+        assert session.scalar(sa.select(User.role).where(email_is(session, _email("viewer")))).value == "viewer"
 
     added = create_user(platform, email="new@home.test", name="New", organization_id=home, role="analyst",
                         operator=_email("admin"))

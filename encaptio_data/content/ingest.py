@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from encaptio_data import audit, authz
-from encaptio_data.accounts import default_organization, get_organization, normalize_email, parse_uuid
+from encaptio_data.accounts import default_organization, email_is, get_organization, normalize_email, parse_uuid
 from encaptio_data.content.files import put_file_if_changed
 from encaptio_data.content.uploads import encode_metadata, upload_key
 from encaptio_data.db.enums import CapsuleStatus
@@ -85,7 +85,7 @@ def resolve_capsule(platform: Platform, *, capsule_id: str | None, new_capsule_t
         org = get_organization(session, organization_id) if organization_id else default_organization(session)
         authz.check(platform.db, principal, authz.Permission.INGEST_CONTENT, org.id)
         email = normalize_email(owner_email)
-        owner = session.scalar(sa.select(User).where(User.organization_id == org.id, User.email == email))
+        owner = session.scalar(sa.select(User).where(User.organization_id == org.id, email_is(session, email)))
         if owner is None:
             raise NotFoundError(f"no user {email} in organization {org.id}: add one with `encaptio users add`")
         capsule = Capsule(organization_id=org.id, owner_id=owner.id, title=new_capsule_title.strip()[:300],

@@ -39,6 +39,7 @@ from encaptio_data.db.enums import (
     RetentionAction,
     UserRole,
 )
+from encaptio_data.db.sealing import Sealed, SealingRule, email_index, seal_on_flush
 
 
 def utcnow() -> datetime:
@@ -223,6 +224,8 @@ class Organization(Base):
                                             ("email", "name")),
                     "profile": ColumnGroup("Free-form profile attributes the person gave us.", _PERSONAL,
                                            ("metadata",)),
+                    "lookup": ColumnGroup("Keyed hash of the email: finds the person without opening the sealed "
+                                          "address.", _INTERNAL, ("email_index",)),
                     "access": ColumnGroup("The role that decides what the person may do.", _INTERNAL, ("role",)),
                     "timestamps": _times("created_at", "updated_at", "deleted_at")})
 class User(Base):
@@ -230,10 +233,15 @@ class User(Base):
 
     id: Mapped[uuid.UUID] = _id()
     organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
-    email: Mapped[str] = personal(mapped_column(sa.String(320)))
-    name: Mapped[str] = personal(mapped_column(sa.String(200)))
+    # Sealed with the user's own data key (db/sealing.py): erasure destroys the key, and the
+    # values in every backup taken before become unreadable. Validated in accounts.py, since
+    # the database only ever sees ciphertext.
+    email: Mapped[str] = personal(mapped_column(Sealed("users.email")))
+    name: Mapped[str] = personal(mapped_column(Sealed("users.name")))
     role: Mapped[UserRole] = enum_column(UserRole, default=UserRole.VIEWER)
-    metadata_: Mapped[dict[str, Any]] = personal(mapped_column("metadata", JSONType, default=dict))
+    metadata_: Mapped[dict[str, Any]] = personal(mapped_column("metadata", Sealed("users.metadata", json_value=True),
+                                                               default=dict))
+    email_index: Mapped[str] = mapped_column(sa.String(64))
     # The per-subject data key lives in the key store, never in this database (a backup of
     # the database must not hold the keys that crypto-shredding destroys); this is its id.
     data_key_id: Mapped[str | None] = mapped_column(sa.String(64))
@@ -244,10 +252,11 @@ class User(Base):
     organization: Mapped[Organization] = relationship()
 
     __table_args__ = (
-        sa.UniqueConstraint("organization_id", "email", name="uq_users_organization_email"),
-        sa.CheckConstraint("email LIKE '%_@_%'", name="email_has_at"),
-        sa.CheckConstraint("email = lower(email)", name="email_lower_case"),
+        sa.UniqueConstraint("organization_id", "email_index", name="uq_users_organization_email_index"),
     )
+
+
+seal_on_flush(User, SealingRule("id", derived={"email_index": ("email", email_index)}))
 
 
 @catalogued(owner=_PLATFORM, classification=_INTERNAL, retention="soft_deleted",
@@ -510,14 +519,15 @@ class DataSubjectRequest(Base):
     organization_id: Mapped[uuid.UUID] = mapped_column(sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     # Set null on erasure so the request row (our proof of having acted) outlives the subject.
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"), index=True)
-    subject_email: Mapped[str | None] = personal(mapped_column(sa.String(320)))
+    subject_email: Mapped[str | None] = personal(mapped_column(Sealed("data_subject_requests.subject_email")))
     # Keyed hash of the subject's email: lets duplicate requests merge after the email is erased.
     subject_hash: Mapped[str] = mapped_column(sa.String(64), index=True)
     type: Mapped[RequestType] = enum_column(RequestType)
     status: Mapped[RequestStatus] = enum_column(RequestStatus, default=RequestStatus.RECEIVED)
     jurisdiction: Mapped[Jurisdiction] = enum_column(Jurisdiction, default=Jurisdiction.GDPR)
     source: Mapped[str] = mapped_column(sa.String(64), default="cli")
-    changes: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+    changes: Mapped[dict[str, Any]] = personal(mapped_column(Sealed("data_subject_requests.changes", json_value=True),
+                                                             default=dict))
     verification_hash: Mapped[str | None] = mapped_column(sa.String(128))
     received_at: Mapped[datetime] = _created()
     verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -540,6 +550,10 @@ class DataSubjectRequest(Base):
         {"info": ANONYMIZE_ON_ERASURE},
     )
 
+
+# A request about nobody known (user_id NULL) is refused before it is stored, and erasure
+# blanks the personal values as it clears user_id, so every non-blank value has a subject.
+seal_on_flush(DataSubjectRequest, SealingRule("user_id"))
 
 @catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="audit_log",
             description="The append-only, hash-chained audit trail; subjects appear only as keyed hashes.",

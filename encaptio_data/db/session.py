@@ -10,7 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from encaptio_data.db import sealing
 from encaptio_data.errors import StoreUnavailableError
+from encaptio_data.keys import KeyStore
 from encaptio_data.settings import redact_url
 
 
@@ -44,11 +46,18 @@ def create_db_engine(url: str) -> sa.Engine:
 
 
 class Database:
-    """One engine and session factory per URL; ``session()`` commits or rolls back as a unit."""
+    """One engine and session factory per URL; ``session()`` commits or rolls back as a unit.
 
-    def __init__(self, url: str) -> None:
+    ``keys`` seals and opens the personal columns (db/sealing.py); without it, reading or
+    writing one fails with a clear error instead of touching plaintext.
+    """
+
+    def __init__(self, url: str, keys: KeyStore | None = None) -> None:
         self.url = url
         self.engine = create_db_engine(url)
+        self.keys = keys
+        if keys is not None:
+            sealing.attach(self.engine, keys)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property

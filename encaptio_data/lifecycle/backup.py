@@ -780,14 +780,11 @@ def merge_carry_over(db: Database, carried: dict[str, list[dict[str, Any]]]) -> 
 
 def erased_subjects_present(db: Database, keys: KeyStore) -> int:
     """Users in db whose keyed reference the ledger lists: must be 0 after a replay."""
-    from encaptio_data.privacy.subjects import subject_ref
+    from encaptio_data.privacy.subjects import is_erased
 
     with db.session() as session:
         erased = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
-        if not erased:
-            return 0
-        return sum(1 for user in session.scalars(sa.select(User))
-                   if subject_ref(keys, user.organization_id, user.email) in erased)
+        return sum(1 for user in session.scalars(sa.select(User)) if is_erased(keys, user, erased))
 
 
 class _RestoreSettings(Settings):

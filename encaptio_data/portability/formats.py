@@ -37,6 +37,8 @@ def check_format(table_format: str) -> str:
 
 def column_kind(column: sa.Column) -> str:
     kind = column.type
+    if getattr(kind, "json_value", False):  # a sealed JSON column (db/sealing.py) reads as JSON
+        return "json"
     if isinstance(kind, sa.Uuid):
         return "uuid"
     if isinstance(kind, sa.types.TypeDecorator):

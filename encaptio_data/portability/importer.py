@@ -40,6 +40,7 @@ from lancedb.expr import col, lit
 
 from encaptio_data import audit, authz
 from encaptio_data.content.files import put_file
+from encaptio_data.db import sealing
 from encaptio_data.db.migrate import head_revision
 from encaptio_data.db.models import Base, Content, ContentExtraction, Organization, utcnow
 from encaptio_data.errors import InvalidInputError
@@ -141,7 +142,8 @@ def _insert_tables(session: Any, archive: zipfile.ZipFile, manifest: dict[str, A
                           for row in rows if row[column.name] is not None]
                 for row in rows:
                     row[column.name] = None
-            session.execute(sa.insert(table), rows)
+            # Personal values are sealed again under this instance's keys (db/sealing.py).
+            sealing.insert_rows(session, table, rows)
             counts[table.name] += len(rows)
         pk = table.primary_key.columns[0]
         for item in later:  # references within the table, now that every row exists

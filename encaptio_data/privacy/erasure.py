@@ -10,6 +10,7 @@ transaction and re-applied after any restore, so a backup cannot bring the subje
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 import warnings
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from encaptio_data import audit
 from encaptio_data.db.enums import HoldScope
+from encaptio_data.db.sealing import ERASED, sealed_columns
 from encaptio_data.db.models import Base, DataSubjectRequest, ErasureLedger, LegalHold, User, utcnow
 from encaptio_data.content.files import open_file
 from encaptio_data.content.uploads import UPLOADS_PREFIX
@@ -31,7 +33,7 @@ from encaptio_data.keys import KeyDestroyedError, KeyStore
 from encaptio_data.lifecycle.archive import erase_from_archive
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.access import EXPORTS_PREFIX
-from encaptio_data.privacy.subjects import SubjectGraph, collect, subject_ref
+from encaptio_data.privacy.subjects import SubjectGraph, collect, is_erased, user_ref
 from encaptio_data.search.index import open_chunks_table, optimize
 
 SUBJECT_CACHE_TAG = "subject:{}"
@@ -75,7 +77,7 @@ def _holds(session: Session, graph: SubjectGraph) -> list[LegalHold]:
 def _blank(column: sa.Column[Any]) -> Any:
     if column.nullable:
         return None
-    return {} if isinstance(column.type, sa.JSON) else "[erased]"
+    return {} if isinstance(column.type, sa.JSON) or getattr(column.type, "json_value", False) else ERASED
 
 
 def erase_subject(platform: Platform, user_id: uuid.UUID, *, actor: str, request_id: uuid.UUID | None = None
@@ -90,8 +92,9 @@ def erase_subject(platform: Platform, user_id: uuid.UUID, *, actor: str, request
         if holds:
             reasons = "; ".join(f"{h.scope.value} {h.scope_id}: {h.reason}" for h in holds)
             raise LegalHoldError(f"erasure blocked by legal hold ({reasons})")
-        ref = subject_ref(keys, user.organization_id, user.email)
-    report = ErasureReport(subject_ref=ref)
+        # None: the key is already destroyed (a shredded row back from a backup); the ledger has it.
+        ref = user_ref(keys, user)
+    report = ErasureReport(subject_ref=ref or "")
     report.affected_capsules = sorted({str(c) for c in graph.ids("capsules")} |
                                       {str(row["capsule_id"]) for row in graph.rows.get("content", [])})
 
@@ -120,7 +123,7 @@ def erase_subject(platform: Platform, user_id: uuid.UUID, *, actor: str, request
 
     with platform.db.session() as session:
         _delete_rows(session, graph, report)
-        if session.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.subject_hash == ref)) is None:
+        if ref and session.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.subject_hash == ref)) is None:
             session.add(ErasureLedger(subject_hash=ref, organization_id=graph.organization_id, request_id=request_id))
         audit.append_in(session, actor=actor, action="subject.erased", organization_id=graph.organization_id,
                         subject_ref=ref, target=str(request_id) if request_id else None,
@@ -192,14 +195,15 @@ def purge_vectors(platform: Platform, content_ids: list[uuid.UUID]) -> int:
 
 
 def replay_ledger(platform: Platform, *, actor: str = "restore") -> list[str]:
-    """After a restore: erase again every subject the ledger says was erased. Returns their refs."""
+    """After a restore: erase again every subject the ledger (or a destroyed key) says was erased.
+
+    Returns their refs (a shredded subject's as ``shredded:<user id>``: its email is unreadable).
+    """
     keys = KeyStore(platform.settings.keys_dir)
     with platform.db.session() as session:
         erased = set(session.scalars(sa.select(ErasureLedger.subject_hash)))
-        if not erased:
-            return []
-        returning = [(u.id, ref) for u in session.scalars(sa.select(User))
-                     if (ref := subject_ref(keys, u.organization_id, u.email)) in erased]
+        returning = [(u.id, user_ref(keys, u) or f"shredded:{u.id}") for u in session.scalars(sa.select(User))
+                     if is_erased(keys, u, erased)]
     for user_id, _ in returning:
         erase_subject(platform, user_id, actor=actor)
     return [ref for _, ref in returning]
@@ -239,14 +243,20 @@ def _scan_database(platform: Platform, needles: list[str], scanned: dict[str, in
     findings = []
     with platform.db.engine.connect() as conn:
         for table in Base.metadata.sorted_tables:
-            text_columns = [c for c in table.columns
-                            if isinstance(c.type, (sa.String, sa.Text, sa.JSON)) or c.name == "id"]
-            if not text_columns:
-                continue
-            for needle in needles:
+            # Sealed columns hold ciphertext, which a SQL LIKE cannot see into: they are read
+            # (and opened by their column type) and searched here instead.
+            sealed = sealed_columns(table)
+            text_columns = [c for c in table.columns if c not in sealed
+                            and (isinstance(c.type, (sa.String, sa.Text, sa.JSON)) or c.name == "id")]
+            for needle in needles if text_columns else ():
                 conditions = [sa.cast(c, sa.Text).contains(needle, autoescape=True) for c in text_columns]
                 if conn.execute(sa.select(sa.func.count()).select_from(table).where(sa.or_(*conditions))).scalar():
                     findings.append(f"database table {table.name} still holds an identifier")
+            if sealed:
+                for row in conn.execute(sa.select(*sealed)):
+                    opened = json.dumps(list(row), default=str, ensure_ascii=False)
+                    if any(needle in opened for needle in needles):
+                        findings.append(f"database table {table.name} still holds an identifier (sealed column)")
             scanned["tables"] = scanned.get("tables", 0) + 1
     return sorted(set(findings))
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from encaptio_data import authz
 from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import ConsentPurpose, RequestType, RestrictionKind
+from encaptio_data.db import sealing
 from encaptio_data.db.models import DataSubjectRequest, ErasureLedger, ProcessingRestriction, User, utcnow
 from encaptio_data.errors import EncaptioError
 from encaptio_data.keys import KeyStore
@@ -128,8 +129,9 @@ class RequestProcessor:
             if "email" in changed:
                 # The keyed reference follows the email so later requests still find this subject.
                 new_ref = subject_ref(self.keys, user.organization_id, user.email)
+                sealed_email = sealing.seal_value(self.keys, DataSubjectRequest.subject_email, user_id, user.email)
                 session.execute(sa.update(DataSubjectRequest).where(DataSubjectRequest.user_id == user_id)
-                                .values(subject_email=user.email, subject_hash=new_ref))
+                                .values(subject_email=sealed_email, subject_hash=new_ref))
         removed = self.platform.cache.invalidate_tag(subject_cache_tag(user_id))
         return {"rectified_fields": changed, "cache_keys_invalidated": removed}
 

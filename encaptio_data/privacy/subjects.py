@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from encaptio_data.accounts import normalize_email, parse_uuid
+from encaptio_data.accounts import email_is, normalize_email, parse_uuid
 from encaptio_data.db.models import Base, Organization, User
 from encaptio_data.errors import NotFoundError
 from encaptio_data.keys import KeyStore
@@ -28,6 +28,20 @@ def subject_ref(keys: KeyStore, organization_id: uuid.UUID | str, email: str) ->
     """A keyed, stable pseudonym for (organization, email): joins records about a person
     (requests, audit entries, the erasure ledger) without keeping who they are."""
     return keys.hmac_hex(SUBJECT_REF_KEY, f"{organization_id}:{normalize_email(email)}")
+
+
+def user_ref(keys: KeyStore, user: User) -> str | None:
+    """The user's subject_ref; None once their data key is destroyed (a crypto-shredded row, as a
+    restored backup brings back: its email is unreadable, and the key's tombstone says erased)."""
+    if keys.is_destroyed(str(user.id)):
+        return None
+    return subject_ref(keys, user.organization_id, user.email)
+
+
+def is_erased(keys: KeyStore, user: User, ledger: set[str]) -> bool:
+    """Whether a user row belongs to a subject already erased (shredded key, or listed in the ledger)."""
+    ref = user_ref(keys, user)
+    return ref is None or ref in ledger
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,7 @@ def row_key(table: sa.Table, row: Any) -> Any:
 
 def find_user(session: Session, *, email: str, organization_id: uuid.UUID | str | None) -> User:
     email = normalize_email(email)
-    query = sa.select(User).where(User.email == email)
+    query = sa.select(User).where(email_is(session, email))
     if organization_id is not None:
         query = query.where(User.organization_id == parse_uuid(organization_id, "organization"))
     users = session.scalars(query.limit(2)).all()

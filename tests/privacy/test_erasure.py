@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from encaptio_data.audit import verify_chain
 from encaptio_data.db.enums import HoldScope
 from encaptio_data.db.models import ErasureLedger, LegalHold, User
+from encaptio_data.db.sealing import ERASED
 from encaptio_data.keys import KeyDestroyedError, KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.erasure import LegalHoldError, replay_ledger, scan_directory, verify_erased
@@ -126,9 +127,13 @@ def test_restore_from_an_old_copy_then_replaying_the_ledger_erases_again(tmp_pat
         Path(f"{database_file}{suffix}").unlink(missing_ok=True)
     restored = Platform(get_settings(data_dir=tmp_path / "restore"))
     with restored.db.session() as session:
-        assert session.get(User, victim.user_id) is not None, "the old copy brings the subject back"
+        returned = session.get(User, victim.user_id)
+        assert returned is not None, "the old copy brings the subject's row back"
+        # ...but not who they were: their data key is destroyed, so the sealed identity is unreadable.
+        assert (returned.email, returned.name, returned.metadata_) == (ERASED, ERASED, {})
         session.add(ErasureLedger(subject_hash=ledger[0]))  # the ledger travels outside the restored copy
-    assert replay_ledger(restored) == ledger
+    assert victim.email.encode() not in backup.read_bytes()
+    assert replay_ledger(restored) == [f"shredded:{victim.user_id}"]
     with restored.db.session() as session:
         assert session.get(User, victim.user_id) is None
     assert scan_directory(tmp_path / "restore", [victim.canary], {}, skip={restored.settings.keys_dir}) == []
