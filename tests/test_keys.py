@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,3 +131,28 @@ def test_a_sealed_stream_is_unreadable_once_its_key_is_destroyed(tmp_path: Path)
         _open(keys, sealed)
     with pytest.raises(KeyDestroyedError, match="does not exist in this key store"):
         _open(KeyStore(tmp_path / "other-instance"), _sealed(KeyStore(tmp_path / "third"), "carol", b"x", 1024))
+
+
+def test_a_key_destroyed_by_another_process_stops_opening_here_after_the_recheck(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from encaptio_data import keys as keys_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(keys_module.time, "monotonic", lambda: clock[0])
+    here = KeyStore(tmp_path)
+    sealed = here.encrypt_for("subject-1", b"ada@example.com")
+    assert here.decrypt_for("subject-1", sealed) == b"ada@example.com"
+    subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; from encaptio_data.keys import "
+                    "KeyStore; assert KeyStore(Path(sys.argv[1])).destroy_data_key('subject-1')", str(tmp_path)],
+                   check=True)
+    clock[0] += keys_module.KEY_RECHECK_SECONDS + 0.01
+    with pytest.raises(KeyDestroyedError, match="destroyed"):
+        here.decrypt_for("subject-1", sealed)
+
+
+def test_a_key_destroyed_in_this_process_is_gone_for_every_key_store_at_once(tmp_path: Path) -> None:
+    reader, eraser = KeyStore(tmp_path), KeyStore(tmp_path)
+    sealed = reader.encrypt_for("subject-2", b"x")
+    assert eraser.destroy_data_key("subject-2")
+    with pytest.raises(KeyDestroyedError):
+        reader.decrypt_for("subject-2", sealed)
