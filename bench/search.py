@@ -181,9 +181,12 @@ def _ensure_indexes(table: Any, directory: Path, meta: dict[str, Any], *, num_pa
     """Index once per parameter set. The first build goes through `build_indexes` (scalar, FTS
     and vector indexes, exactly as production does); a later change of vector parameters only
     replaces the vector index."""
-    from encaptio_data.search.index import VECTOR_INDEX_MIN_ROWS, build_indexes
+    from encaptio_data.search.index import VECTOR_INDEX_MIN_ROWS, _index_kind, _scalar_configs, build_indexes
 
     state_path = directory / "index.json"
+    # The scalar index kinds are part of the key: build_indexes rebuilds a scalar index whose
+    # kind changed (seconds), so a cached dataset follows a change of _scalar_configs.
+    scalar = {column: _index_kind(config) for column, config in _scalar_configs()}
     state = _read_json(state_path) or {}
     rows = meta["rows"]
     if table.count_rows() != rows:  # an interrupted fresh-rows phase: back to the indexed data
@@ -193,9 +196,15 @@ def _ensure_indexes(table: Any, directory: Path, meta: dict[str, Any], *, num_pa
     vector = index_config or {"type": "IVF_SQ", "num_partitions": num_partitions or default_partitions}
     if rows < VECTOR_INDEX_MIN_ROWS:
         vector = {"type": None, "reason": f"below VECTOR_INDEX_MIN_ROWS={VECTOR_INDEX_MIN_ROWS}: flat search"}
-    if not rebuild and state.get("vector") == vector and state.get("fulltext"):
+    if not rebuild and state.get("vector") == vector and state.get("fulltext") and state.get("scalar") == scalar:
         return state | {"built_now": False}
     started = time.perf_counter()
+    if not rebuild and state.get("vector") == vector and state.get("fulltext"):
+        say(progress, f"indexes: scalar index kinds {state.get('scalar', 'unrecorded')} -> {scalar}")
+        report = build_indexes(table, vector_index_min_rows=10 ** 12)  # scalar only: the vector index is kept
+        state |= {"scalar": scalar, "scalar_rebuild_report": report.as_dict(), "version": table.version}
+        _write_json(state_path, state)  # "seconds" and "built_with" still describe the full build
+        return state | {"built_now": True}
     if rebuild or not state.get("fulltext"):
         say(progress, f"indexes: build_indexes on {rows:,} rows (scalar, FTS, vector {vector})")
         if index_config is None:
@@ -211,8 +220,8 @@ def _ensure_indexes(table: Any, directory: Path, meta: dict[str, Any], *, num_pa
         config = index_config or {"type": "IVF_SQ", "num_partitions": vector["num_partitions"]}
         table.create_index("vector", config=_vector_config(config), replace=True, name="vector_idx")
         built_with = "create_index(vector only; scalar and FTS indexes reused)"
-    state |= {"vector": vector, "version": table.version, "seconds": round(time.perf_counter() - started, 1),
-              "built_with": built_with}
+    state |= {"vector": vector, "scalar": scalar, "version": table.version,
+              "seconds": round(time.perf_counter() - started, 1), "built_with": built_with}
     _write_json(state_path, state)
     return state | {"built_now": True}
 

@@ -62,7 +62,10 @@ DEFAULT_DEPTH = 100
 # partitions short of candidates. At 1M chunks (IVF_SQ, 1,000 partitions, organization
 # filter) 20..40 gave recall@10 0.994 at p95 9.9 ms for LanceDB's part; an unbounded ceiling
 # (maximum_nprobes(0)) probed far more partitions than needed, p95 50 ms, for recall 0.997
-# (docs/benchmarks.md, "Probes").
+# (docs/benchmarks.md, "Probes"). In practice pylance 14 probes the ceiling on every query at
+# 1M (analyze_plan: 40 partitions searched with or without the organization filter), so the
+# ceiling is the knob: 32 or 20 probes were 9-11 % faster but cost recall, and capsule-scoped
+# recall@10 is already ~0.95 at 40 (docs/benchmarks.md, "Scalar indexes and probes").
 DEFAULT_NPROBES = 20
 PROBE_CEILING_FACTOR = 2
 CACHE_TTL_SECONDS = 600.0

@@ -59,6 +59,18 @@ def test_first_build_creates_everything_and_a_second_builds_nothing(table: lance
     assert second.built == [] and second.unindexed_rows == 0
 
 
+def test_a_scalar_index_of_another_kind_is_rebuilt_once(table: lancedb.table.Table, large: None) -> None:
+    """A table indexed before organization_id became a Bitmap converts on its next maintenance run."""
+    from lancedb.index import BTree
+
+    _add(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    table.create_index("organization_id", config=BTree(), replace=True, name="organization_id_idx")
+    assert build_indexes(table, vector_index_min_rows=MIN_ROWS).built == ["organization_id_idx"]
+    assert {i.name: i.index_type for i in table.list_indices()}["organization_id_idx"] == "Bitmap"
+    assert build_indexes(table, vector_index_min_rows=MIN_ROWS).built == []
+
+
 def test_new_rows_are_folded_in_without_a_rebuild(table: lancedb.table.Table, large: None) -> None:
     _add(table, 0, 500, seed=1)
     build_indexes(table, vector_index_min_rows=MIN_ROWS)
