@@ -103,6 +103,7 @@ def bench_erasure(platform: Any) -> dict[str, Any]:
 def _heavy_subject(platform: Any, events: int, files: int, progress: ProgressCallback) -> Any:
     from encaptio_data.accounts import add_user, ensure_organization
     from encaptio_data.content.uploads import register_uploads, upload_key
+    from encaptio_data.db import sealing
     from encaptio_data.db.enums import EventType
     from encaptio_data.db.models import Capsule, Interaction, InteractionEvent, utcnow
 
@@ -118,7 +119,7 @@ def _heavy_subject(platform: Any, events: int, files: int, progress: ProgressCal
         session.add_all(interactions)
         session.flush()
         now = utcnow()
-        session.execute(sa.insert(InteractionEvent), [
+        sealing.insert_rows(session, InteractionEvent, [
             {"id": uuid.uuid4(), "interaction_id": interactions[i % len(interactions)].id, "capsule_id": capsule.id,
              "user_id": user.id, "session_id": f"s{i % len(interactions)}", "event_type": EventType.SEARCH,
              "payload": {"query": f"query number {i}"}, "occurred_at": now} for i in range(events)])

@@ -41,6 +41,7 @@ from adbc_driver_sqlite import dbapi as adbc_sqlite
 from encaptio_data.analytics.anonymize import country_of_locale, pseudonym_key, pseudonymize
 from encaptio_data.db.enums import ConsentPurpose, EventType
 from encaptio_data.db.models import (
+    EVENT_FREE_TEXT,
     AnalyticsQuarantine,
     Capsule,
     DailyEngagement,
@@ -49,7 +50,10 @@ from encaptio_data.db.models import (
     InteractionEvent,
     User,
 )
+from encaptio_data.db.sealing import SealedFields, is_sealed, normalize_text, text_indexer
 from encaptio_data.db.session import SQLITE_BUSY_TIMEOUT_MS, Database
+from encaptio_data.errors import IntegrityError
+from encaptio_data.keys import KeyDestroyedError, KeyStore
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.consent import excluded_users
 
@@ -68,6 +72,10 @@ EVENT_SCHEMA = pa.schema([
     ("seconds", pa.float64()),  # payload.seconds of dwell events, when a number
     ("query", pa.string()),  # payload.query of search events, when a string
     ("question", pa.string()),  # payload.question of chat turns, when a string
+    # The blind index of that query or question (db/sealing.py): the text itself is sealed under
+    # its user's key, so equal texts are counted by this; NULL for rows written around the
+    # sealing path, whose plain text is indexed here.
+    ("text_index", pa.string()),
 ])
 
 # Clock skew we tolerate from clients before calling a timestamp "in the future".
@@ -81,6 +89,7 @@ DEFAULT_K = 5
 PURPOSE = ConsentPurpose.ANALYTICS
 
 _EVENT_TYPES = pa.array([e.value for e in EventType])
+_EVENT_PAYLOAD: SealedFields = InteractionEvent.__table__.c.payload.type
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -110,7 +119,11 @@ _SQLITE_PAYLOAD_FIELDS = f"""
   CASE WHEN event_type = 'search' AND json_valid(payload) AND json_type(payload, '$.query') = 'text'
        THEN json_extract(payload, '$.query') END,
   CASE WHEN event_type = 'chat_turn' AND json_valid(payload) AND json_type(payload, '$.question') = 'text'
-       THEN json_extract(payload, '$.question') END
+       THEN json_extract(payload, '$.question') END,
+  CASE WHEN event_type = 'search' AND json_valid(payload) AND json_type(payload, '$.query_index') = 'text'
+       THEN json_extract(payload, '$.query_index')
+       WHEN event_type = 'chat_turn' AND json_valid(payload) AND json_type(payload, '$.question_index') = 'text'
+       THEN json_extract(payload, '$.question_index') END
 FROM interaction_events WHERE occurred_at >= ? AND occurred_at < ?
 """
 # Every column is cast to the type it is read as: SQLite columns hold whatever was written, and
@@ -147,7 +160,11 @@ COPY (SELECT replace(id::text, '-', ''), replace(capsule_id::text, '-', ''), rep
   CASE WHEN event_type = 'search' AND jsonb_typeof(payload::jsonb -> 'query') = 'string'
        THEN {_postgres_text("payload::jsonb ->> 'query'")} END,
   CASE WHEN event_type = 'chat_turn' AND jsonb_typeof(payload::jsonb -> 'question') = 'string'
-       THEN {_postgres_text("payload::jsonb ->> 'question'")} END
+       THEN {_postgres_text("payload::jsonb ->> 'question'")} END,
+  CASE WHEN event_type = 'search' AND jsonb_typeof(payload::jsonb -> 'query_index') = 'string'
+       THEN payload::jsonb ->> 'query_index'
+       WHEN event_type = 'chat_turn' AND jsonb_typeof(payload::jsonb -> 'question_index') = 'string'
+       THEN payload::jsonb ->> 'question_index' END
 FROM interaction_events WHERE occurred_at >= %s AND occurred_at < %s) TO STDOUT (FORMAT csv, QUOTE '''')
 """
 
@@ -413,6 +430,8 @@ def split_events(events: pa.Table, *, known_capsules: Iterable[str], excluded: I
     still processing) and never aggregated. ``user_countries`` (user id hex → country) adds a
     ``country`` column, the only attribute of a user that survives into analytics.
     """
+    if "text_index" not in events.column_names:  # a table from before the index (an archive, a test)
+        events = events.append_column("text_index", pa.nulls(events.num_rows, pa.string()))
     events = events.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
     read = events.num_rows
     excluded_ids = pa.array(list(excluded), pa.string())
@@ -429,7 +448,7 @@ def split_events(events: pa.Table, *, known_capsules: Iterable[str], excluded: I
     quarantined = _quarantine_table(events, checks, pc.and_(any_bad, kept))
     events = events.filter(pc.and_(kept, pc.invert(any_bad)))
 
-    valid = events
+    valid = _with_text_index(events, KeyStore(keys_dir))
     key = pseudonym_key(keys_dir)
     user_ref = pseudonymize(valid["user_id"], key)
     subject = pc.coalesce(user_ref, pc.binary_join_element_wise("s", valid["session_id"], ":"))
@@ -508,29 +527,103 @@ def aggregate_engagement(valid: pa.Table) -> pd.DataFrame:
     return frame.sort_values("capsule_id").reset_index(drop=True)
 
 
-def normalize_queries(queries: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    """Lower case, trimmed, inner whitespace collapsed, at most 200 characters."""
-    normalized = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(queries), r"\s+", " "))
-    return pc.utf8_slice_codeunits(normalized, 0, 200)
+def _event_text(events: pa.Table) -> pa.ChunkedArray:
+    """The query of a search or the question of a chat turn (the read leaves the other NULL)."""
+    return pc.coalesce(events["query"], events["question"])
 
 
-def top_queries(valid: pa.Table, *, k: int = DEFAULT_K, limit: int = TOP_QUERIES_PER_CAPSULE) -> pd.DataFrame:
+def opened_text(keys: KeyStore, field_name: str, value: str | None) -> str | None:
+    """An event's free text (``field_name``: query or question) in the clear; None once its
+    subject's key is destroyed (or the value is damaged, or not text)."""
+    try:
+        text = _EVENT_PAYLOAD.open_field(keys, field_name, value)
+    except (KeyDestroyedError, IntegrityError):
+        return None
+    return text if isinstance(text, str) else None
+
+
+def _with_text_index(events: pa.Table, keys: KeyStore) -> pa.Table:
+    """Fill in the blind index of texts written around the sealing path, once per distinct text."""
+    text = _event_text(events)
+    missing = pc.and_(pc.is_null(events["text_index"]), pc.is_valid(text))
+    if not pc.any(missing).as_py():
+        return events
+    indexer = text_indexer(keys)
+    distinct = pc.unique(text.filter(missing))
+    indexes = []
+    for value in distinct.to_pylist():
+        # A sealed text without its index is opened for it; its field name is in the value's
+        # associated data, so either field is tried.
+        plain = value if not is_sealed(value) else next(
+            (t for name in EVENT_FREE_TEXT if (t := opened_text(keys, name, value)) is not None), None)
+        indexes.append(None if plain is None else indexer(plain))
+    filled = pc.take(pa.array(indexes, pa.string()), pc.index_in(text, value_set=distinct))
+    column = events.schema.get_field_index("text_index")
+    return events.set_column(column, "text_index", pc.coalesce(events["text_index"], filled))
+
+
+def readable_texts(events: pa.Table, keys: KeyStore, indexes: Iterable[str], *,
+                   tries: int = 8) -> dict[str, str]:
+    """Blind index → the text behind it, opened from one of the events carrying it.
+
+    One event per index is opened (a few more for an index whose first event belongs to a
+    subject erased since), never the day's millions.
+    """
+    wanted = pa.array(sorted(set(indexes)), pa.string())
+    if len(wanted) == 0:
+        return {}
+    carrying = events.filter(_false_if_null(pc.is_in(events["text_index"], value_set=wanted)))
+    carrying = pa.table({"text_index": carrying["text_index"], "text": _event_text(carrying),
+                         "field": pc.if_else(pc.is_valid(carrying["query"]), "query", "question"),
+                         "row": pa.array(np.arange(carrying.num_rows))})
+    first = carrying.group_by("text_index").aggregate([("row", "min")])
+    texts: dict[str, str] = {}
+
+    def read(rows: pa.Table) -> None:
+        for index, value, name in zip(rows["text_index"].to_pylist(), rows["text"].to_pylist(),
+                                      rows["field"].to_pylist(), strict=True):
+            if index not in texts:
+                plain = opened_text(keys, name, value) if is_sealed(value) else value
+                if isinstance(plain, str):
+                    texts[index] = plain
+
+    read(carrying.take(first["row_min"]))
+    unread = pa.array([i for i in wanted.to_pylist() if i not in texts], pa.string())
+    if len(unread):
+        rest = carrying.filter(pc.is_in(carrying["text_index"], value_set=unread)).to_pandas()
+        read(pa.Table.from_pandas(rest.groupby("text_index", sort=False).head(tries), preserve_index=False))
+    return texts
+
+
+def top_queries(valid: pa.Table, keys: KeyStore, *, k: int = DEFAULT_K,
+                limit: int = TOP_QUERIES_PER_CAPSULE) -> pd.DataFrame:
     """Per capsule, the most frequent normalised queries issued by at least ``k`` distinct subjects.
 
     Subjects, not sessions: one signed-in person opening five sessions is still one person.
+    Queries are counted by their blind index; only the texts that make a capsule's list (and
+    those tied with its last entry) are opened.
     """
     searches = valid.filter(pc.and_(pc.equal(valid["event_type"], EventType.SEARCH.value),
-                                    pc.is_valid(valid["query"])))
+                                    pc.and_(pc.is_valid(valid["query"]), pc.is_valid(valid["text_index"]))))
     columns = ["capsule_id", "query_norm", "count", "subjects", "rank"]
     if searches.num_rows == 0:
         return pd.DataFrame(columns=columns)
-    table = pa.table({"capsule_id": searches["capsule_id"], "query_norm": normalize_queries(searches["query"]),
+    table = pa.table({"capsule_id": searches["capsule_id"], "text_index": searches["text_index"],
                       "subject": searches["subject"]})
-    table = table.filter(pc.greater(pc.utf8_length(table["query_norm"]), 0))
-    grouped = table.group_by(["capsule_id", "query_norm"]).aggregate([("subject", "count"),
+    grouped = table.group_by(["capsule_id", "text_index"]).aggregate([("subject", "count"),
                                                                       ("subject", "count_distinct")])
     grouped = grouped.filter(pc.greater_equal(grouped["subject_count_distinct"], k)).to_pandas()
     grouped = grouped.rename(columns={"subject_count": "count", "subject_count_distinct": "subjects"})
+    if grouped.empty:
+        return pd.DataFrame(columns=columns)
+    grouped = grouped.sort_values(["capsule_id", "count"], ascending=[True, False], kind="stable")
+    position = grouped.groupby("capsule_id").cumcount()
+    last_count = grouped["count"].where(position == limit - 1).groupby(grouped["capsule_id"]).transform("max")
+    grouped = grouped.loc[last_count.isna() | (grouped["count"] >= last_count)]
+    texts = readable_texts(searches, keys, grouped["text_index"])
+    grouped = grouped.assign(query_norm=grouped["text_index"].map(
+        lambda index: normalize_text(texts[index]) if index in texts else ""))
+    grouped = grouped.loc[grouped["query_norm"] != ""]
     grouped = grouped.sort_values(["capsule_id", "count", "query_norm"], ascending=[True, False, True])
     grouped["rank"] = grouped.groupby("capsule_id").cumcount() + 1
     return grouped.loc[grouped["rank"] <= limit, columns].reset_index(drop=True)
@@ -621,7 +714,7 @@ def materialize_day(platform: Platform, day: date, *, now: datetime | None = Non
                           keys_dir=platform.settings.keys_dir, now=now, unique_ids=events is None)
     del raw  # the usable copy is all that is needed from here: halve the peak memory
     engagement = aggregate_engagement(usable.valid)
-    queries, withheld = _without_pii(top_queries(usable.valid, k=k))
+    queries, withheld = _without_pii(top_queries(usable.valid, KeyStore(platform.settings.keys_dir), k=k))
     report.timings["aggregate_s"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()

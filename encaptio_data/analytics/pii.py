@@ -29,7 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from encaptio_data.analytics.aggregate import day_bounds, day_expression, excluded_subject_ids, read_usable_events
+from encaptio_data.analytics.aggregate import (
+    day_bounds,
+    day_expression,
+    excluded_subject_ids,
+    opened_text,
+    read_usable_events,
+    readable_texts,
+)
 from encaptio_data.analytics.anonymize import PseudonymKey, pseudonym_key
 from encaptio_data.db.enums import ExtractionStatus
 from encaptio_data.db.models import (
@@ -42,6 +49,7 @@ from encaptio_data.db.models import (
     personal_columns,
 )
 from encaptio_data.db.session import Database
+from encaptio_data.keys import KeyStore
 from encaptio_data.platform import Platform
 
 # Presidio entity → the placeholder ``mask_pii`` writes.
@@ -250,6 +258,7 @@ def scan_events(platform: Platform, *, now: datetime | None = None, report: Scan
     now = now or datetime.now(UTC)
     report = report or ScanReport()
     key = pseudonym_key(platform.settings.keys_dir)
+    keys = KeyStore(platform.settings.keys_dir)
     db = platform.db
     excluded_digest = hashlib.sha256(",".join(sorted(excluded_subject_ids(db))).encode()).hexdigest()[:16]
     with db.session() as session:
@@ -261,23 +270,31 @@ def scan_events(platform: Platform, *, now: datetime | None = None, report: Scan
             continue
         start, end = day_bounds(day)
         valid = read_usable_events(platform, start, end, now=now).valid
-        text = pc.coalesce(valid["query"], valid["question"])
-        # Detection runs once per distinct text; only events whose text had findings are visited.
-        distinct = pc.unique(text.drop_null()).to_pylist()
-        detections = {t: found for t in distinct if (found := detect(t))}
-        report.texts_scanned += len(distinct)
-        flagged = valid.filter(pc.fill_null(pc.is_in(text, value_set=pa.array(list(detections), pa.string())), False))
+        # Texts are sealed under their users' keys: detection runs once per distinct text (by
+        # its blind index, on one opened copy), and only events whose text had findings are
+        # opened one by one, for offsets into their own text.
+        texts = readable_texts(valid, keys, pc.unique(valid["text_index"].drop_null()).to_pylist())
+        flagged_indexes = [index for index, text in texts.items() if detect(text)]
+        report.texts_scanned += len(texts)
+        flagged = valid.filter(pc.fill_null(pc.is_in(valid["text_index"],
+                                                     value_set=pa.array(flagged_indexes, pa.string())), False))
+        detected: dict[str, list[Any]] = {}
         rows: list[dict[str, Any]] = []
         for event_id, query, question in zip(flagged["event_id"].to_pylist(), flagged["query"].to_pylist(),
                                              flagged["question"].to_pylist(), strict=True):
-            field_name, value = ("payload.query", query) if query is not None else ("payload.question", question)
+            name, stored = ("query", query) if query is not None else ("question", question)
+            value = opened_text(keys, name, stored)
             try:
                 target = uuid.UUID(hex=event_id)
             except ValueError:  # an id written around the ORM: no finding can reference it
                 continue
-            rows += _finding_rows(detections[value], value, key, now, source="event", field_name=field_name,
+            if value is None:  # erased since the read: nothing of theirs to record
+                continue
+            if value not in detected:
+                detected[value] = detect(value)
+            rows += _finding_rows(detected[value], value, key, now, source="event", field_name=f"payload.{name}",
                                   event_id=target)
-            report.findings.update(d.entity_type for d in detections[value])
+            report.findings.update(d.entity_type for d in detected[value])
         with db.session() as session:
             day_events = sa.select(InteractionEvent.id).where(InteractionEvent.occurred_at >= start,
                                                               InteractionEvent.occurred_at < end)

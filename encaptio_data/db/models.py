@@ -39,7 +39,7 @@ from encaptio_data.db.enums import (
     RetentionAction,
     UserRole,
 )
-from encaptio_data.db.sealing import Sealed, SealingRule, email_index, seal_on_flush
+from encaptio_data.db.sealing import Sealed, SealedFields, SealingRule, email_index, seal_on_flush
 
 
 def utcnow() -> datetime:
@@ -71,6 +71,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# The payload fields end users type into (a search's query, a chat turn's question).
+EVENT_FREE_TEXT = ("query", "question")
 
 
 def enum_column(enum: type[StrEnum], **kwargs: Any) -> Any:
@@ -424,7 +426,11 @@ class Interaction(Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str] = mapped_column(sa.String(64), index=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    client: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+    # Every field of the client (user agent, locale, address) is sealed under the user's key.
+    client: Mapped[dict[str, Any]] = personal(mapped_column(SealedFields("interactions.client"), default=dict))
+
+
+seal_on_flush(Interaction, SealingRule("user_id"))
 
 
 @catalogued(owner=_ANALYTICS, classification=_PERSONAL, retention="raw_events",
@@ -444,11 +450,16 @@ class InteractionEvent(Base):
     user_id: Mapped[uuid.UUID | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
     session_id: Mapped[str] = mapped_column(sa.String(64))
     event_type: Mapped[EventType] = enum_column(EventType)
-    # Free text typed by end users (queries, chat questions) can hold anything about them.
-    payload: Mapped[dict[str, Any]] = personal(mapped_column(JSONType, default=dict))
+    # Free text typed by end users (queries, chat questions) can hold anything about them: it is
+    # sealed under the user's key, with a blind index the daily aggregation counts queries by.
+    payload: Mapped[dict[str, Any]] = personal(mapped_column(
+        SealedFields("interaction_events.payload", fields=EVENT_FREE_TEXT, indexed=EVENT_FREE_TEXT), default=dict))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (sa.Index("ix_interaction_events_capsule_time", "capsule_id", "occurred_at"),)
+
+
+seal_on_flush(InteractionEvent, SealingRule("user_id"))
 
 
 @catalogued(owner=_PRIVACY, classification=_PERSONAL, retention="account",

@@ -53,9 +53,11 @@ from encaptio_data.db.models import (
     DailyEngagementRun,
     DailyTopQuery,
     InteractionEvent,
+    JSONType,
     utcnow,
 )
 from encaptio_data.errors import IntegrityError, InvalidInputError, ObjectNotFoundError
+from encaptio_data.keys import KeyStore
 from encaptio_data.lifecycle.retention import DataClass, Holds, Policies, Tally
 from encaptio_data.platform import Platform
 from encaptio_data.stores.objects import ObjectStore
@@ -247,8 +249,13 @@ def _bound(value: date | datetime | None, column_type: pa.DataType) -> Any:
 
 
 def read_archive(platform: Platform, dataset: str, *, start: date | datetime | None = None,
-                 end: date | datetime | None = None, columns: list[str] | None = None) -> pa.Table:
-    """Archived rows of a dataset with ``start <= time < end``, every file checked against its manifest."""
+                 end: date | datetime | None = None, columns: list[str] | None = None,
+                 open_sealed: bool = True) -> pa.Table:
+    """Archived rows of a dataset with ``start <= time < end``, every file checked against its manifest.
+
+    Event payloads are archived with their free text sealed; ``open_sealed`` opens it with the
+    key store (``[erased]`` once the subject was erased), or leaves it as stored.
+    """
     spec = _dataset(dataset)
     time_type = spec.schema.field(spec.time_column).type
     low, high = _bound(start, time_type), _bound(end, time_type)
@@ -266,7 +273,20 @@ def read_archive(platform: Platform, dataset: str, *, start: date | datetime | N
         table = table.filter(pc.greater_equal(table.column(spec.time_column), pa.scalar(low, time_type)))
     if high is not None:
         table = table.filter(pc.less(table.column(spec.time_column), pa.scalar(high, time_type)))
-    return table.select(wanted)
+    table = table.select(wanted)
+    if open_sealed and spec is EVENTS and "payload" in wanted:
+        table = table.set_column(wanted.index("payload"), "payload", _opened_payloads(platform, table["payload"]))
+    return table
+
+
+def _opened_payloads(platform: Platform, payloads: pa.ChunkedArray) -> pa.Array:
+    keys = KeyStore(platform.settings.keys_dir)
+    sealed_fields = InteractionEvent.__table__.c.payload.type
+    opened = []
+    for text in payloads.to_pylist():
+        value = json.loads(text) if text is not None else None
+        opened.append(text if value is None else json.dumps(sealed_fields.open_with(keys, value), sort_keys=True))
+    return pa.array(opened, pa.string())
 
 
 def remove_rows(objects: ObjectStore, dataset: str, select: Callable[[pa.Table], pa.Array | pa.ChunkedArray], *,
@@ -382,7 +402,9 @@ def archive_events(platform: Platform, policies: Policies, holds: Holds, *, now:
     held_orgs = holds.ids(HoldScope.ORGANIZATION)
     columns = [InteractionEvent.id, InteractionEvent.interaction_id, InteractionEvent.capsule_id,
                InteractionEvent.user_id, InteractionEvent.session_id, InteractionEvent.event_type,
-               InteractionEvent.payload, InteractionEvent.occurred_at]
+               # Archived as stored: its free text stays sealed under each user's key, so an
+               # erasure still reaches archived copies by destroying the key.
+               sa.type_coerce(InteractionEvent.payload, JSONType).label("payload"), InteractionEvent.occurred_at]
     for month in months:
         start = datetime.strptime(month + "-01", "%Y-%m-%d").replace(tzinfo=UTC)
         end = min(_month_start(start + timedelta(days=32)), boundary)

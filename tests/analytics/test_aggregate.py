@@ -15,12 +15,13 @@ from encaptio_data.analytics.aggregate import (
     QUARANTINE_REASONS,
     load_events,
     materialize_day,
-    normalize_queries,
     reconcile_day,
     split_events,
     stale_days,
     top_queries,
 )
+from encaptio_data.db.sealing import is_sealed, normalize_text, text_indexer
+from encaptio_data.keys import KeyStore
 from encaptio_data.db.models import AnalyticsQuarantine, DailyEngagement, DailyEngagementRun, DailyTopQuery
 from encaptio_data.platform import Platform
 from tests.analytics.world import DAY, NOW, World, arrow_events, at, build_world
@@ -164,24 +165,32 @@ def test_load_events_reads_payload_fields_columnar(platform: Platform) -> None:
     world = build_world(platform)
     world.event(world.capsules[0], world.users[0], "s1", "search", at(DAY, 1), {"query": "Ünïcode  query"})
     world.event(world.capsules[0], None, "s1", "dwell", at(DAY, 2), {"seconds": 12.25})
+    world.event(world.capsules[0], None, "s2", "search", at(DAY, 3), {"query": "anonymous QUERY"})
     table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
-    assert table.column("query").to_pylist() == ["Ünïcode  query", None]
-    assert table.column("seconds").to_pylist() == [None, 12.25]
-    assert table.column("user_id").to_pylist() == [world.users[0].hex, None]
-    assert table.column("occurred_at").to_pylist() == [at(DAY, 1), at(DAY, 2)]
+    keys = KeyStore(platform.settings.keys_dir)
+    signed_in, _, anonymous = table.column("query").to_pylist()
+    # A signed-in user's text reaches analytics sealed, with its blind index beside it; an
+    # anonymous session's stays plain and is indexed the same way.
+    assert is_sealed(signed_in) and aggregate.opened_text(keys, "query", signed_in) == "Ünïcode  query"
+    assert anonymous == "anonymous QUERY"
+    index = text_indexer(keys)
+    assert table.column("text_index").to_pylist() == [index("ünïcode query"), None, index("Anonymous query")]
+    assert table.column("seconds").to_pylist() == [None, 12.25, None]
+    assert table.column("user_id").to_pylist() == [world.users[0].hex, None, None]
+    assert table.column("occurred_at").to_pylist() == [at(DAY, 1), at(DAY, 2), at(DAY, 3)]
 
 
 def test_free_text_survives_the_columnar_read(platform: Platform) -> None:
     world = build_world(platform)
     tricky = 'say "hi", then\nleave, \\ ; \r done ,,"'
-    world.event(world.capsules[0], world.users[0], 'sess,"odd"', "search", at(DAY, 1), {"query": tricky})
-    world.event(world.capsules[0], world.users[0], "", "chat_turn", at(DAY, 2), {"question": ""})
+    # Anonymous: the text is stored plain, and must survive the CSV of PostgreSQL's read.
+    world.event(world.capsules[0], None, 'sess,"odd"', "search", at(DAY, 1), {"query": tricky})
+    world.event(world.capsules[0], None, "", "chat_turn", at(DAY, 2), {"question": ""})
     table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
     # Line breaks become spaces of the same length, so PII offsets into the text stay valid.
     assert table.column("query").to_pylist() == [tricky.replace("\n", " ").replace("\r", " "), None]
     assert table.column("question").to_pylist() == [None, ""]  # an empty string is not a missing one
     assert table.column("session_id").to_pylist() == ['sess,"odd"', ""]
-    assert table.column("user_id").to_pylist() == [world.users[0].hex, world.users[0].hex]
 
 
 def test_rows_written_around_the_orm_cannot_break_the_read(embedded_platform: Platform) -> None:
@@ -242,10 +251,10 @@ def test_top_queries_need_k_distinct_subjects(tmp_path: Path) -> None:
     table = arrow_events([{**r, "capsule_id": capsule, "event_type": "search", "occurred_at": at(DAY, 3),
                            "payload_kind": "object"} for r in rows])
     usable = split_events(table, known_capsules=[capsule], excluded=[], keys_dir=tmp_path, now=NOW)
-    top = top_queries(usable.valid, k=5)
+    top = top_queries(usable.valid, KeyStore(tmp_path), k=5)
     assert top.to_dict(orient="records") == [
         {"capsule_id": capsule, "query_norm": "tax forms", "count": 5, "subjects": 5, "rank": 1}]
-    assert normalize_queries(pa.array(["  A\tb  C "])).to_pylist() == ["a b c"]
+    assert normalize_text("  A\tb  C ") == "a b c"
 
 
 def test_top_queries_are_stored_only_above_k(platform: Platform) -> None:
@@ -257,3 +266,33 @@ def test_top_queries_are_stored_only_above_k(platform: Platform) -> None:
     with platform.db.session() as s:
         stored = [(r.query_norm, r.count, r.subjects, r.rank) for r in s.scalars(sa.select(DailyTopQuery))]
     assert stored == [("savings plan", 6, 6, 1)]
+
+
+def test_sealed_queries_are_counted_by_their_index_and_only_the_winners_are_opened(platform: Platform) -> None:
+    """Signed-in users' queries are stored sealed: equal texts still meet (by blind index, any
+    case or spacing), anonymous plain ones join them, and an erased subject's text is never
+    what gets published."""
+    world = build_world(platform, users=12)
+    c1 = world.capsules[0]
+    spellings = ["Savings plan", "savings  PLAN", " SAVINGS plan"]
+    for i in range(5):
+        world.event(c1, world.users[i], f"a{i}", "search", at(DAY, 10, i), {"query": spellings[i % 3]})
+    world.event(c1, None, "anon", "search", at(DAY, 10, 30), {"query": "savings plan"})
+    for i in range(5, 10):  # five people whose keys are then destroyed (their rows not yet deleted)
+        world.event(c1, world.users[i], f"b{i}", "search", at(DAY, 11, i), {"query": "Tax secrets"})
+    keys = KeyStore(platform.settings.keys_dir)
+    keys.destroy_data_key(str(world.users[0]))  # one of the savings people too: another copy is read
+    for i in range(5, 10):
+        keys.destroy_data_key(str(world.users[i]))
+    with platform.db.engine.connect() as conn:
+        stored = conn.execute(sa.select(sa.cast(sa.text("payload"), sa.Text)).select_from(
+            sa.table("interaction_events"))).scalars().all()
+    assert not any("Tax secrets" in text or "Savings plan" in text for text in stored)
+
+    report = materialize_day(platform, DAY, now=NOW)
+    with platform.db.session() as s:
+        published = [(r.query_norm, r.count, r.subjects) for r in s.scalars(sa.select(DailyTopQuery))]
+    # Six searches by six subjects (five people and one anonymous session); the "tax secrets"
+    # group had five subjects but no readable copy left, so it is not published.
+    assert published == [("savings plan", 6, 6)]
+    assert report.top_queries == 1

@@ -133,6 +133,8 @@ def test_restore_from_an_old_copy_then_replaying_the_ledger_erases_again(tmp_pat
         assert (returned.email, returned.name, returned.metadata_) == (ERASED, ERASED, {})
         session.add(ErasureLedger(subject_hash=ledger[0]))  # the ledger travels outside the restored copy
     assert victim.email.encode() not in backup.read_bytes()
+    # What they typed was sealed under the same key when it was written: not in the copy either.
+    assert f"where is {victim.canary}".encode() not in backup.read_bytes()
     assert replay_ledger(restored) == [f"shredded:{victim.user_id}"]
     with restored.db.session() as session:
         assert session.get(User, victim.user_id) is None
