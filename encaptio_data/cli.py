@@ -333,6 +333,16 @@ def keys_seal_files(as_: AsOption = None, as_json: JsonOption = False) -> None:
         emit(seal_files(platform, operator=_operator(as_, platform)), as_json)
 
 
+@keys_app.command("seal-events")
+def keys_seal_events(as_: AsOption = None, as_json: JsonOption = False) -> None:
+    """Seal signed-in users' event texts and clients written around the event-write path (plain text
+    of a known user, text without its blind index); idempotent."""
+    from encaptio_data.analytics.events import seal_events
+
+    with open_platform() as platform:
+        emit(seal_events(platform, operator=_operator(as_, platform)), as_json)
+
+
 @consent_app.command("set")
 def consent_set(
     email: Annotated[str, typer.Option(help="The user's email.")],
