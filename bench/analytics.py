@@ -6,7 +6,8 @@ Generating the events is not what is measured. They are generated vectorized (nu
 in the real read schema, written once as Parquet and bulk-loaded once into the embedded
 SQLite store (executemany in large batches, indexes built after the load, foreign keys off
 for the load only: the events point at capsules that exist but at interactions that were
-never created). Those load times are reported separately and excluded from the target.
+never created). The stored payloads are what the product's writes store: a signed-in user's
+query or question sealed under that user's key, each text with its blind index. Those load times are reported separately and excluded from the target.
 
 Two measurements, each in a fresh process so its peak RSS is its own:
 
@@ -54,6 +55,8 @@ EVENTS_PER_SESSION = 7
 ANONYMOUS_SHARE, WITHDRAWN_SHARE, BAD_SHARE = 0.2, 0.02, 0.001
 _TYPES = np.array(["view", "search", "chat_turn", "dwell", "completion"])
 _TYPE_WEIGHTS = np.array([0.15, 0.3, 0.3, 0.15, 0.1])
+# Bumped when the stored form of events changes (2: free text sealed), so older data is rebuilt.
+LAYOUT = 2
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _WORDS = ("budget savings tax retirement index fund loan credit score mortgage rent insurance invoice pension "
           "interest inflation bond stock dividend crypto account transfer payroll expense audit").split()
@@ -116,6 +119,9 @@ def generate_events(count: int, capsules: list[str], users: list[str], seed: int
         "question": pc.if_else(pc.equal(type_array, "chat_turn"), pc.take(questions, pa.array(question_rank)),
                                pa.scalar(None, pa.string())),
     }
+    # Events arriving as Arrow batches carry plain text and no blind index: the aggregation
+    # indexes each distinct text itself.
+    columns["text_index"] = pa.nulls(count, pa.string())
     epoch_micros = int((start - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
     columns["occurred_at"] = pa.array(micros + epoch_micros, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
     return pa.table(columns).select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
@@ -151,22 +157,35 @@ def _world(platform: Any) -> tuple[list[str], list[str]]:
     return [c["id"].hex for c in capsules], [u["id"].hex for u in users]
 
 
-def _payloads(batch: pa.Table) -> pa.Array:
-    """The JSON payload text of each event (vocabulary words only, so no escaping is needed)."""
-    seconds = pc.cast(pc.fill_null(batch["seconds"], 0.0), pa.string())
-    query = pc.fill_null(batch["query"], "")
-    question = pc.fill_null(batch["question"], "")
-    kind = batch["event_type"]
-    return pc.case_when(
-        pc.make_struct(pc.equal(kind, "dwell"), pc.equal(kind, "search"), pc.equal(kind, "chat_turn"),
-                       field_names=["dwell", "search", "chat"]),
-        pc.binary_join_element_wise('{"seconds": ', seconds, "}", ""),
-        pc.binary_join_element_wise('{"query": "', query, '", "result_count": 3}', ""),
-        pc.binary_join_element_wise('{"question": "', question, '", "turn": 1}', ""),
-        pa.scalar('{"device": "desktop"}'))
+def _payloads(batch: pa.Table, keys: Any) -> list[str]:
+    """The stored JSON payload of each event, as the product's writes leave it: a signed-in user's
+    query or question sealed under their key, every text with its blind index (db/sealing.py)."""
+    from encaptio_data.db.models import InteractionEvent
+    from encaptio_data.db.sealing import text_indexer
+
+    sealed_fields = InteractionEvent.__table__.c.payload.type
+    indexer = text_indexer(keys)
+    subjects: dict[str, str] = {}
+    payloads = []
+    for user, kind, seconds, query, question in zip(
+            batch["user_id"].to_pylist(), batch["event_type"].to_pylist(), batch["seconds"].to_pylist(),
+            batch["query"].to_pylist(), batch["question"].to_pylist(), strict=True):
+        if kind == "dwell":
+            payload: dict[str, Any] = {"seconds": seconds}
+        elif kind == "search":
+            payload = {"query": query, "result_count": 3}
+        elif kind == "chat_turn":
+            payload = {"question": question, "turn": 1}
+        else:
+            payload = {"device": "desktop"}
+        # The ORM's subject is str(uuid): the form the erasure destroys keys by.
+        subject = None if user is None else subjects.setdefault(user, str(uuid.UUID(hex=user)))
+        payloads.append(json.dumps(sealed_fields.seal_with(keys, subject, payload, indexer=indexer)))
+    return payloads
 
 
-def load_sqlite(database_path: Path, events: pa.Table, progress: ProgressCallback, batch: int = 500_000) -> None:
+def load_sqlite(database_path: Path, events: pa.Table, keys: Any, progress: ProgressCallback,
+                batch: int = 500_000) -> None:
     """Bulk-load events into interaction_events: indexes dropped during the load, rebuilt after."""
     connection = sqlite3.connect(database_path)
     connection.execute("PRAGMA foreign_keys=OFF")
@@ -182,7 +201,7 @@ def load_sqlite(database_path: Path, events: pa.Table, progress: ProgressCallbac
         part = events.slice(offset, batch)
         columns = [part["event_id"].to_pylist(), [interaction] * part.num_rows, part["capsule_id"].to_pylist(),
                    part["user_id"].to_pylist(), part["session_id"].to_pylist(), part["event_type"].to_pylist(),
-                   _payloads(part).to_pylist(),
+                   _payloads(part, keys),
                    pc.strftime(part["occurred_at"], "%Y-%m-%d %H:%M:%S").to_pylist()]
         with connection:
             connection.executemany(insert, zip(*columns, strict=True))
@@ -226,6 +245,7 @@ def _measure(data_dir: str, source: str, parquet_path: str | None) -> dict[str, 
 def _prepare(root: Path, events: int, seed: int, progress: ProgressCallback) -> dict[str, Any]:
     """Generate the events, write them as Parquet and bulk-load them into SQLite; returns the load timings."""
     from encaptio_data.bootstrap import initialize
+    from encaptio_data.keys import KeyStore
     from encaptio_data.platform import Platform
     from encaptio_data.settings import get_settings
 
@@ -249,11 +269,11 @@ def _prepare(root: Path, events: int, seed: int, progress: ProgressCallback) -> 
 
     started = time.perf_counter()
     database_path = Path(platform.settings.resolved_database_url.removeprefix("sqlite:///"))
-    load_sqlite(database_path, table, progress)
+    load_sqlite(database_path, table, KeyStore(platform.settings.keys_dir), progress)
     load["sqlite_load_s"] = round(time.perf_counter() - started, 2)
     load["sqlite_mib"] = round(database_path.stat().st_size / 2**20, 1)
     load["generator_peak_rss_mib"] = peak_rss_mib()
-    (root / "manifest.json").write_text(json.dumps({"events": events, "seed": seed, "load": load}))
+    (root / "manifest.json").write_text(json.dumps({"events": events, "seed": seed, "layout": LAYOUT, "load": load}))
     return load
 
 
@@ -268,7 +288,7 @@ def run_analytics_bench(events: int = 10_000_000, data_dir: Path | None = None, 
     root = Path(data_dir or default_data_dir()) / "analytics"
     manifest = root / "manifest.json"
     prepared = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if rebuild or (prepared.get("events"), prepared.get("seed")) != (events, seed):
+    if rebuild or (prepared.get("events"), prepared.get("seed"), prepared.get("layout")) != (events, seed, LAYOUT):
         load = _prepare(root, events, seed, progress)
     else:
         say(progress, f"reusing the {events:,} events prepared in {root}")

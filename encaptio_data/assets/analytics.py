@@ -59,7 +59,9 @@ interaction_events = dg.AssetSpec(
     kinds={"sql"},
     description=(
         "Raw interaction events (view, search, chat_turn, dwell, completion) written by the product into the "
-        "`interaction_events` table. Not materialized here: the daily aggregation reads it, retention deletes "
+        "`interaction_events` table through `analytics.events.record_events`, which seals a signed-in user's "
+        "query or question under their key beside a blind index the aggregation counts by. Not materialized "
+        "here: the daily aggregation reads it, retention deletes "
         f"whole days of it after {RAW_EVENT_RETENTION_DAYS} days once they are aggregated."
     ),
 )
