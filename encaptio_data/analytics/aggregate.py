@@ -19,10 +19,11 @@ events, the day is final and a re-run leaves it untouched (it would otherwise wr
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -70,11 +71,13 @@ EVENT_SCHEMA = pa.schema([
     ("occurred_at", pa.timestamp("us", tz="UTC")),
     ("payload_kind", pa.string()),
     ("seconds", pa.float64()),  # payload.seconds of dwell events, when a number
-    ("query", pa.string()),  # payload.query of search events, when a string
-    ("question", pa.string()),  # payload.question of chat turns, when a string
-    # The blind index of that query or question (db/sealing.py): the text itself is sealed under
-    # its user's key, so equal texts are counted by this; NULL for rows written around the
-    # sealing path, whose plain text is indexed here.
+    # The free text of an event (db/sealing.py) is counted by its blind index, ``text_index``;
+    # the text itself (sealed under the user's key, or plain for an anonymous session) stays in
+    # the database and is fetched only for the few events whose text is needed. ``query`` and
+    # ``question`` are read only where no index was stored (a row written around the sealing
+    # path), to be indexed here.
+    ("query", pa.string()),  # payload.query of a search without query_index, when a string
+    ("question", pa.string()),  # payload.question of a chat turn without question_index, when a string
     ("text_index", pa.string()),
 ])
 
@@ -117,8 +120,10 @@ _SQLITE_PAYLOAD_FIELDS = f"""
   CASE WHEN event_type = 'dwell' AND json_valid(payload) AND json_type(payload, '$.seconds') IN ('integer', 'real')
        THEN CAST(json_extract(payload, '$.seconds') AS REAL) END,
   CASE WHEN event_type = 'search' AND json_valid(payload) AND json_type(payload, '$.query') = 'text'
+            AND json_type(payload, '$.query_index') IS NOT 'text'
        THEN json_extract(payload, '$.query') END,
   CASE WHEN event_type = 'chat_turn' AND json_valid(payload) AND json_type(payload, '$.question') = 'text'
+            AND json_type(payload, '$.question_index') IS NOT 'text'
        THEN json_extract(payload, '$.question') END,
   CASE WHEN event_type = 'search' AND json_valid(payload) AND json_type(payload, '$.query_index') = 'text'
        THEN json_extract(payload, '$.query_index')
@@ -158,8 +163,10 @@ COPY (SELECT replace(id::text, '-', ''), replace(capsule_id::text, '-', ''), rep
   CASE WHEN event_type = 'dwell' AND jsonb_typeof(payload::jsonb -> 'seconds') = 'number'
        THEN (payload::jsonb ->> 'seconds')::float8 END,
   CASE WHEN event_type = 'search' AND jsonb_typeof(payload::jsonb -> 'query') = 'string'
+            AND jsonb_typeof(payload::jsonb -> 'query_index') IS DISTINCT FROM 'string'
        THEN {_postgres_text("payload::jsonb ->> 'query'")} END,
   CASE WHEN event_type = 'chat_turn' AND jsonb_typeof(payload::jsonb -> 'question') = 'string'
+            AND jsonb_typeof(payload::jsonb -> 'question_index') IS DISTINCT FROM 'string'
        THEN {_postgres_text("payload::jsonb ->> 'question'")} END,
   CASE WHEN event_type = 'search' AND jsonb_typeof(payload::jsonb -> 'query_index') = 'string'
        THEN payload::jsonb ->> 'query_index'
@@ -360,13 +367,15 @@ def _malformed_masks(events: pa.Table) -> list[pa.ChunkedArray]:
     payload_kind = pc.fill_null(events["payload_kind"], "missing")
     seconds = events["seconds"]
     is_dwell = _false_if_null(pc.equal(event_type, "dwell"))
+    # A stored index stands for a text the writer checked; otherwise the text itself must be there.
+    without_text = pc.and_(pc.is_null(_event_text(events)), pc.is_null(events["text_index"]))
     return [
         pc.equal(payload_kind, "invalid"),
         pc.not_equal(payload_kind, "object"),
         pc.and_(is_dwell, pc.is_null(seconds, nan_is_null=True)),
         pc.and_(is_dwell, _false_if_null(pc.or_(pc.less(seconds, 0.0), pc.greater(seconds, MAX_DWELL_SECONDS)))),
-        pc.and_(_false_if_null(pc.equal(event_type, "search")), pc.is_null(events["query"])),
-        pc.and_(_false_if_null(pc.equal(event_type, "chat_turn")), pc.is_null(events["question"])),
+        pc.and_(_false_if_null(pc.equal(event_type, "search")), without_text),
+        pc.and_(_false_if_null(pc.equal(event_type, "chat_turn")), without_text),
     ]
 
 
@@ -562,31 +571,70 @@ def _with_text_index(events: pa.Table, keys: KeyStore) -> pa.Table:
     return events.set_column(column, "text_index", pc.coalesce(events["text_index"], filled))
 
 
+StoredTexts = Callable[[list[str]], dict[str, tuple[str, Any]]]
+
+
+def stored_texts(db: Database) -> StoredTexts:
+    """Event id (hex) → (field, stored value) of the query or question, read from the database
+    for the few events whose text is needed (the day's read carries only the blind index)."""
+    table = InteractionEvent.__table__
+
+    def fetch(event_ids: list[str]) -> dict[str, tuple[str, Any]]:
+        ids = []
+        for value in event_ids:
+            try:
+                ids.append(uuid.UUID(hex=value))
+            except (TypeError, ValueError):  # an id written around the ORM: nothing to fetch by
+                continue
+        found: dict[str, tuple[str, Any]] = {}
+        with db.engine.connect() as conn:
+            for offset in range(0, len(ids), 1_000):
+                rows = conn.execute(sa.select(table.c.id, sa.cast(table.c.payload, sa.Text))
+                                    .where(table.c.id.in_(ids[offset:offset + 1_000])))
+                for event_id, text in rows:
+                    try:
+                        payload = json.loads(text)
+                    except (TypeError, ValueError):
+                        continue
+                    name = next((n for n in EVENT_FREE_TEXT if isinstance(payload, dict) and n in payload), None)
+                    if name is not None:
+                        found[event_id.hex] = (name, payload[name])
+        return found
+    return fetch
+
+
 def readable_texts(events: pa.Table, keys: KeyStore, indexes: Iterable[str], *,
-                   tries: int = 8) -> dict[str, str]:
+                   stored: StoredTexts | None = None, tries: int = 8) -> dict[str, str]:
     """Blind index → the text behind it, opened from one of the events carrying it.
 
-    One event per index is opened (a few more for an index whose first event belongs to a
-    subject erased since), never the day's millions.
+    One event per index is read (from ``events`` when it carries the text, else through
+    ``stored``) and opened; a few more for an index whose first event belongs to a subject
+    erased since. Never the day's millions.
     """
     wanted = pa.array(sorted(set(indexes)), pa.string())
     if len(wanted) == 0:
         return {}
     carrying = events.filter(_false_if_null(pc.is_in(events["text_index"], value_set=wanted)))
-    carrying = pa.table({"text_index": carrying["text_index"], "text": _event_text(carrying),
+    carrying = pa.table({"event_id": carrying["event_id"], "text_index": carrying["text_index"],
+                         "text": _event_text(carrying),
                          "field": pc.if_else(pc.is_valid(carrying["query"]), "query", "question"),
                          "row": pa.array(np.arange(carrying.num_rows))})
-    first = carrying.group_by("text_index").aggregate([("row", "min")])
     texts: dict[str, str] = {}
 
     def read(rows: pa.Table) -> None:
-        for index, value, name in zip(rows["text_index"].to_pylist(), rows["text"].to_pylist(),
-                                      rows["field"].to_pylist(), strict=True):
-            if index not in texts:
-                plain = opened_text(keys, name, value) if is_sealed(value) else value
-                if isinstance(plain, str):
-                    texts[index] = plain
+        in_table = {i: (f, t) for i, t, f in zip(rows["event_id"].to_pylist(), rows["text"].to_pylist(),
+                                                rows["field"].to_pylist(), strict=True) if t is not None}
+        missing = [i for i in rows["event_id"].to_pylist() if i not in in_table]
+        found = {**(stored(missing) if stored is not None and missing else {}), **in_table}
+        for event_id, index in zip(rows["event_id"].to_pylist(), rows["text_index"].to_pylist(), strict=True):
+            if index in texts or event_id not in found:
+                continue
+            name, value = found[event_id]
+            plain = opened_text(keys, name, value) if is_sealed(value) else value
+            if isinstance(plain, str):
+                texts[index] = plain
 
+    first = carrying.group_by("text_index").aggregate([("row", "min")])
     read(carrying.take(first["row_min"]))
     unread = pa.array([i for i in wanted.to_pylist() if i not in texts], pa.string())
     if len(unread):
@@ -595,7 +643,7 @@ def readable_texts(events: pa.Table, keys: KeyStore, indexes: Iterable[str], *,
     return texts
 
 
-def top_queries(valid: pa.Table, keys: KeyStore, *, k: int = DEFAULT_K,
+def top_queries(valid: pa.Table, keys: KeyStore, *, stored: StoredTexts | None = None, k: int = DEFAULT_K,
                 limit: int = TOP_QUERIES_PER_CAPSULE) -> pd.DataFrame:
     """Per capsule, the most frequent normalised queries issued by at least ``k`` distinct subjects.
 
@@ -604,7 +652,7 @@ def top_queries(valid: pa.Table, keys: KeyStore, *, k: int = DEFAULT_K,
     those tied with its last entry) are opened.
     """
     searches = valid.filter(pc.and_(pc.equal(valid["event_type"], EventType.SEARCH.value),
-                                    pc.and_(pc.is_valid(valid["query"]), pc.is_valid(valid["text_index"]))))
+                                    pc.is_valid(valid["text_index"])))
     columns = ["capsule_id", "query_norm", "count", "subjects", "rank"]
     if searches.num_rows == 0:
         return pd.DataFrame(columns=columns)
@@ -620,7 +668,7 @@ def top_queries(valid: pa.Table, keys: KeyStore, *, k: int = DEFAULT_K,
     position = grouped.groupby("capsule_id").cumcount()
     last_count = grouped["count"].where(position == limit - 1).groupby(grouped["capsule_id"]).transform("max")
     grouped = grouped.loc[last_count.isna() | (grouped["count"] >= last_count)]
-    texts = readable_texts(searches, keys, grouped["text_index"])
+    texts = readable_texts(searches, keys, grouped["text_index"], stored=stored)
     grouped = grouped.assign(query_norm=grouped["text_index"].map(
         lambda index: normalize_text(texts[index]) if index in texts else ""))
     grouped = grouped.loc[grouped["query_norm"] != ""]
@@ -714,7 +762,8 @@ def materialize_day(platform: Platform, day: date, *, now: datetime | None = Non
                           keys_dir=platform.settings.keys_dir, now=now, unique_ids=events is None)
     del raw  # the usable copy is all that is needed from here: halve the peak memory
     engagement = aggregate_engagement(usable.valid)
-    queries, withheld = _without_pii(top_queries(usable.valid, KeyStore(platform.settings.keys_dir), k=k))
+    queries, withheld = _without_pii(top_queries(usable.valid, KeyStore(platform.settings.keys_dir),
+                                                 stored=stored_texts(db), k=k))
     report.timings["aggregate_s"] = round(time.perf_counter() - started, 3)
 
     started = time.perf_counter()

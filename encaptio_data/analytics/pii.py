@@ -36,6 +36,7 @@ from encaptio_data.analytics.aggregate import (
     opened_text,
     read_usable_events,
     readable_texts,
+    stored_texts,
 )
 from encaptio_data.analytics.anonymize import PseudonymKey, pseudonym_key
 from encaptio_data.db.enums import ExtractionStatus
@@ -260,6 +261,7 @@ def scan_events(platform: Platform, *, now: datetime | None = None, report: Scan
     key = pseudonym_key(platform.settings.keys_dir)
     keys = KeyStore(platform.settings.keys_dir)
     db = platform.db
+    stored = stored_texts(db)
     excluded_digest = hashlib.sha256(",".join(sorted(excluded_subject_ids(db))).encode()).hexdigest()[:16]
     with db.session() as session:
         states = {s.source_key: s.fingerprint for s in
@@ -273,17 +275,22 @@ def scan_events(platform: Platform, *, now: datetime | None = None, report: Scan
         # Texts are sealed under their users' keys: detection runs once per distinct text (by
         # its blind index, on one opened copy), and only events whose text had findings are
         # opened one by one, for offsets into their own text.
-        texts = readable_texts(valid, keys, pc.unique(valid["text_index"].drop_null()).to_pylist())
+        texts = readable_texts(valid, keys, pc.unique(valid["text_index"].drop_null()).to_pylist(), stored=stored)
         flagged_indexes = [index for index, text in texts.items() if detect(text)]
         report.texts_scanned += len(texts)
         flagged = valid.filter(pc.fill_null(pc.is_in(valid["text_index"],
                                                      value_set=pa.array(flagged_indexes, pa.string())), False))
+        flagged_texts = stored([event_id for event_id, text in zip(
+            flagged["event_id"].to_pylist(), pc.coalesce(flagged["query"], flagged["question"]).to_pylist(),
+            strict=True) if text is None])
         detected: dict[str, list[Any]] = {}
         rows: list[dict[str, Any]] = []
         for event_id, query, question in zip(flagged["event_id"].to_pylist(), flagged["query"].to_pylist(),
                                              flagged["question"].to_pylist(), strict=True):
-            name, stored = ("query", query) if query is not None else ("question", question)
-            value = opened_text(keys, name, stored)
+            name, text = ("query", query) if query is not None else ("question", question)
+            if text is None:  # indexed when written: the text is in the database
+                name, text = flagged_texts.get(event_id, (name, None))
+            value = opened_text(keys, name, text)
             try:
                 target = uuid.UUID(hex=event_id)
             except ValueError:  # an id written around the ORM: no finding can reference it

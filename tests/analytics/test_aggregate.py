@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 import sqlalchemy as sa
 
@@ -20,9 +21,15 @@ from encaptio_data.analytics.aggregate import (
     stale_days,
     top_queries,
 )
+from encaptio_data.db.models import (
+    AnalyticsQuarantine,
+    DailyEngagement,
+    DailyEngagementRun,
+    DailyTopQuery,
+    InteractionEvent,
+)
 from encaptio_data.db.sealing import is_sealed, normalize_text, text_indexer
 from encaptio_data.keys import KeyStore
-from encaptio_data.db.models import AnalyticsQuarantine, DailyEngagement, DailyEngagementRun, DailyTopQuery
 from encaptio_data.platform import Platform
 from tests.analytics.world import DAY, NOW, World, arrow_events, at, build_world
 
@@ -161,36 +168,52 @@ def test_arrow_input_quarantines_unknown_capsules_types_sessions_and_duplicates(
     assert reconcile_day(platform.db, DAY)["events_quarantined"] == 6
 
 
-def test_load_events_reads_payload_fields_columnar(platform: Platform) -> None:
+def _write_around_the_path(platform: Platform, world, user, session: str, event_type: str, when, payload) -> None:
+    """An event stored with plain SQL, as a service bypassing record_events would: no blind index."""
+    if session not in world.sessions:
+        world.event(world.capsules[0], user, session, "view", when - timedelta(seconds=1))
+    with platform.db.engine.begin() as conn:
+        conn.execute(sa.insert(InteractionEvent.__table__).values(
+            id=uuid.uuid4(), interaction_id=world.sessions[session], capsule_id=world.capsules[0], user_id=user,
+            session_id=session, event_type=event_type, payload=payload, occurred_at=when))
+
+
+def test_load_events_reads_the_index_and_only_unindexed_text(platform: Platform) -> None:
     world = build_world(platform)
     world.event(world.capsules[0], world.users[0], "s1", "search", at(DAY, 1), {"query": "Ünïcode  query"})
     world.event(world.capsules[0], None, "s1", "dwell", at(DAY, 2), {"seconds": 12.25})
     world.event(world.capsules[0], None, "s2", "search", at(DAY, 3), {"query": "anonymous QUERY"})
-    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
+    _write_around_the_path(platform, world, world.users[1], "s3", "search", at(DAY, 4), {"query": "Raw  text"})
+    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1))
+    table = table.filter(pc.not_equal(table["event_type"], "view")).sort_by("occurred_at")
     keys = KeyStore(platform.settings.keys_dir)
-    signed_in, _, anonymous = table.column("query").to_pylist()
-    # A signed-in user's text reaches analytics sealed, with its blind index beside it; an
-    # anonymous session's stays plain and is indexed the same way.
-    assert is_sealed(signed_in) and aggregate.opened_text(keys, "query", signed_in) == "Ünïcode  query"
-    assert anonymous == "anonymous QUERY"
     index = text_indexer(keys)
-    assert table.column("text_index").to_pylist() == [index("ünïcode query"), None, index("Anonymous query")]
-    assert table.column("seconds").to_pylist() == [None, 12.25, None]
-    assert table.column("user_id").to_pylist() == [world.users[0].hex, None, None]
-    assert table.column("occurred_at").to_pylist() == [at(DAY, 1), at(DAY, 2), at(DAY, 3)]
+    # Indexed texts stay in the database (sealed for the signed-in user, plain for the anonymous
+    # session); only the text stored without an index is read, to be indexed by the aggregation.
+    assert table.column("query").to_pylist() == [None, None, None, "Raw  text"]
+    assert table.column("text_index").to_pylist() == [index("ünïcode query"), None, index("Anonymous query"), None]
+    assert table.column("seconds").to_pylist() == [None, 12.25, None, None]
+    assert table.column("user_id").to_pylist() == [world.users[0].hex, None, None, world.users[1].hex]
+    assert table.column("occurred_at").to_pylist() == [at(DAY, 1), at(DAY, 2), at(DAY, 3), at(DAY, 4)]
+    stored = aggregate.stored_texts(platform.db)(table.column("event_id").to_pylist())
+    signed_in, anonymous = stored[table["event_id"][0].as_py()], stored[table["event_id"][2].as_py()]
+    assert signed_in[0] == "query" and is_sealed(signed_in[1])
+    assert aggregate.opened_text(keys, "query", signed_in[1]) == "Ünïcode  query"
+    assert anonymous == ("query", "anonymous QUERY")
 
 
 def test_free_text_survives_the_columnar_read(platform: Platform) -> None:
     world = build_world(platform)
     tricky = 'say "hi", then\nleave, \\ ; \r done ,,"'
-    # Anonymous: the text is stored plain, and must survive the CSV of PostgreSQL's read.
-    world.event(world.capsules[0], None, 'sess,"odd"', "search", at(DAY, 1), {"query": tricky})
-    world.event(world.capsules[0], None, "", "chat_turn", at(DAY, 2), {"question": ""})
-    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1)).sort_by("occurred_at")
+    # Written around the path (no index), so the text itself is read, through PostgreSQL's CSV too.
+    _write_around_the_path(platform, world, None, 'sess,"odd"', "search", at(DAY, 1), {"query": tricky})
+    _write_around_the_path(platform, world, None, 'sess,"odd"', "chat_turn", at(DAY, 2), {"question": ""})
+    table = load_events(platform.db, at(DAY, 0), at(DAY, 0) + timedelta(days=1))
+    table = table.filter(pc.not_equal(table["event_type"], "view")).sort_by("occurred_at")
     # Line breaks become spaces of the same length, so PII offsets into the text stay valid.
     assert table.column("query").to_pylist() == [tricky.replace("\n", " ").replace("\r", " "), None]
     assert table.column("question").to_pylist() == [None, ""]  # an empty string is not a missing one
-    assert table.column("session_id").to_pylist() == ['sess,"odd"', ""]
+    assert table.column("session_id").to_pylist() == ['sess,"odd"', 'sess,"odd"']
 
 
 def test_rows_written_around_the_orm_cannot_break_the_read(embedded_platform: Platform) -> None:

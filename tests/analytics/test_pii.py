@@ -98,3 +98,39 @@ def test_alert_on_pii_in_columns_not_declared_personal(embedded_platform: Platfo
     alerts = pii.undeclared_pii(embedded_platform.db)
     assert alerts == [{"table": "capsules", "column": "description", "row": str(world.capsules[1]),
                        "entity_type": "EMAIL_ADDRESS", "count": 1}]
+
+
+def test_event_texts_are_scanned_sealed_plain_or_written_around_the_path(
+        platform: Platform, offline_analyzer: None) -> None:
+    """Findings for a signed-in user's sealed query, an anonymous session's plain question and a
+    row stored with plain SQL (no blind index), with offsets into each event's own text; clean
+    texts give none, and an unchanged day is not scanned again."""
+    from tests.analytics.world import DAY, at
+
+    world = build_world(platform, users=3, capsules=1)
+    capsule = world.capsules[0]
+    sealed_query = "mail jane.doe@gmail.com please"
+    sealed = world.event(capsule, world.users[0], "s0", "search", at(DAY, 9), {"query": sealed_query})
+    same_text = world.event(capsule, world.users[1], "s1", "search", at(DAY, 9, 5), {"query": sealed_query})
+    anonymous = world.event(capsule, None, "s2", "chat_turn", at(DAY, 10), {"question": "call +1 (415) 555-0132"})
+    world.event(capsule, world.users[2], "s3", "search", at(DAY, 11), {"query": "budget basics"})
+    raw = uuid.uuid4()
+    with platform.db.engine.begin() as conn:  # no blind index: the aggregation reads and indexes the text
+        from encaptio_data.db.models import InteractionEvent
+        conn.execute(sa.insert(InteractionEvent.__table__).values(
+            id=raw, interaction_id=world.sessions["s3"], capsule_id=capsule, user_id=world.users[2],
+            session_id="s3", event_type="search", payload={"query": "from 203.0.113.42"}, occurred_at=at(DAY, 12)))
+
+    report = pii.scan_events(platform, now=NOW)
+    assert report.event_days_scanned == 1
+    with platform.db.session() as s:
+        findings = {(f.event_id, f.field, f.entity_type, f.start_char, f.end_char)
+                    for f in s.scalars(sa.select(PiiFinding).where(PiiFinding.source == "event"))}
+    start = sealed_query.index("jane")
+    assert findings == {
+        (sealed, "payload.query", "EMAIL_ADDRESS", start, start + len("jane.doe@gmail.com")),
+        (same_text, "payload.query", "EMAIL_ADDRESS", start, start + len("jane.doe@gmail.com")),
+        (anonymous, "payload.question", "PHONE_NUMBER", 5, 5 + len("+1 (415) 555-0132")),
+        (raw, "payload.query", "IP_ADDRESS", 5, 5 + len("203.0.113.42")),
+    }
+    assert pii.scan_events(platform, now=NOW).event_days_scanned == 0
