@@ -33,13 +33,20 @@ def test_backup_bench_measures_both_sides_on_the_same_database(tmp_path: Path) -
     assert postgres["dataset"] == "realistic" and postgres["rows"] > 0 and messages
     assert postgres["theirs"]["pg_dump_seconds"] > 0 and postgres["theirs"]["pg_restore_j2_seconds"] > 0
     assert postgres["ours"]["restore_checks_passed"] and postgres["drill"]["passed"]
-    assert set(postgres["ratios"]) == {"backup_full_feature_vs_pg_dump", "backup_one_copy_vs_pg_dump",
-                                       "backup_full_feature_vs_pg_basebackup", "backup_one_copy_vs_pg_basebackup",
-                                       "restore_rto_vs_best_pg_restore", "restore_with_checks_vs_best_pg_restore"}
+    assert set(postgres["ratios"]) == {"backup_vs_pg_dump", "backup_and_manifest_vs_pg_dump",
+                                       "backup_and_verify_vs_pg_dump", "backup_vs_pg_basebackup",
+                                       "backup_and_verify_vs_pg_basebackup", "restore_rto_vs_best_pg_restore",
+                                       "restore_with_checks_vs_best_pg_restore"}
     assert postgres["theirs"]["pg_basebackup_seconds"] > 0 and postgres["theirs"]["pg_basebackup_mb"] > 0
     phases = postgres["ours"]["backup_phases"]
-    assert {"backup_repo1", "backup_repo2", "verify_repo1", "verify_repo2"} <= set(phases)
+    assert {"backup", "manifest", "verify", "backup_repo1", "replicate_repo2", "digests", "verify_repo1",
+            "verify_repo2"} <= set(phases)
+    ours = postgres["ours"]
+    assert 0 < ours["backup_seconds"] <= ours["backup_and_manifest_seconds"] < ours["backup_and_verify_seconds"]
+    assert ours["verify_seconds"] > 0 and ours["manifest_seconds"] >= 0
     assert "extrapolated_1gb" in postgres["drill"]
     assert result["sqlite"]["ratios"]["backup_vs_backup_api"] > 0
+    sqlite = result["sqlite"]["ours"]
+    assert 0 < sqlite["backup_seconds"] < sqlite["backup_and_manifest_seconds"] and sqlite["manifest_seconds"] > 0
     assert result["sqlite"]["ratios"]["restore_vs_backup_api"] > 0
     assert result["command"].startswith("python -m bench.backup") and result["machine"]["cores"]

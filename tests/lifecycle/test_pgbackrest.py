@@ -4,6 +4,7 @@ recovery proven by canary rows, damage refused by name, live restore with ledger
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from datetime import timedelta
@@ -37,6 +38,7 @@ def test_config_keeps_the_passphrase_out_and_sets_the_policy(tmp_path: Path) -> 
                             repo2_path=tmp_path / "r2", config_dir=tmp_path / "conf", passphrase_file=passphrase)
     config, wrapper = stanza.render_config(), stanza.render_wrapper()
     for line in ("repo1-cipher-type=aes-256-cbc", "repo2-cipher-type=aes-256-cbc", "compress-type=zst",
+                 "compress-level=1",
                  "repo1-retention-full-type=time", "repo1-retention-full=30", f"repo2-path={tmp_path / 'r2'}",
                  "[demo]", f"pg1-path={tmp_path / 'pg'}"):
         assert line in config.splitlines()
@@ -45,6 +47,9 @@ def test_config_keeps_the_passphrase_out_and_sets_the_policy(tmp_path: Path) -> 
     assert stanza.archive_command == f"{tmp_path / 'conf' / 'pgbackrest-stanza'} --stanza=demo archive-push %p"
     with pytest.raises(pgb.SettingsError, match="ENCAPTIO_PGBACKREST_STANZA"):
         pgb.PgBackRest.from_environment()
+    with pytest.raises(pgb.SettingsError, match="REPO2_MODE"):
+        pgb.PgBackRest.from_environment(stanza="demo", pg_path=tmp_path, repo1_path=tmp_path, repo2_path=tmp_path,
+                                        config_dir=tmp_path, repo2_mode="rsync")
 
 
 def test_the_passphrase_from_the_key_store_is_never_replaced(pg_stanza: Stanza) -> None:
@@ -62,7 +67,10 @@ def test_full_and_incremental_backups_verify_and_restore_to_their_manifest(pg_pl
     assert all(v["passed"] for v in full["verify"]) and full["tables"] > 10
     audit.append(pg_platform.db, actor="test", action="test.between-backups")
     incremental = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
-    assert incremental["type"] == "incr" and incremental["repos"] == [1]
+    # repo2 replicates repo1's sets, incrementals included.
+    assert incremental["type"] == "incr" and incremental["repos"] == [1, 2]
+    assert {"backup", "manifest", "verify", "backup_repo1", "replicate_repo2", "wal_archived", "digests",
+            "verify_repo1", "verify_repo2"} <= set(full["phases"]) and "backup_repo2" not in full["phases"]
 
     listed = {row["id"]: row for row in bk.list_backups(pg_platform, store="postgresql")}
     assert listed[incremental["backup_id"]]["status"] == "succeeded"
@@ -75,6 +83,48 @@ def test_full_and_incremental_backups_verify_and_restore_to_their_manifest(pg_pl
                                    "data_checksums_enabled", "ledger_replayed"} <= names
     with pg_platform.db.session() as session:
         assert session.get(Backup, bk.parse_uuid(incremental["backup_id"])).status.value == "verified"
+
+
+def test_repo2_is_a_replica_that_verifies_and_names_a_damaged_file(pg_platform: Platform,
+                                                                    pg_stanza: Stanza) -> None:
+    stanza = pg_stanza.stanza
+    full = bk.run_backup(pg_platform, "full", operator=OPERATOR)
+    source = stanza.repo1_path / "backup" / "encaptio_test"
+    replica = stanza.repo2_path / "backup" / "encaptio_test"
+    files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(replica) for p in replica.rglob("*") if p.is_file())
+    # The sets byte for byte; the catalog by content (expire on repo2 saves it again, freshly encrypted).
+    catalog = {Path("backup.info"), Path("backup.info.copy")}
+    assert [f for f in files if f not in catalog and (source / f).read_bytes() != (replica / f).read_bytes()] == []
+    assert [b["label"] for b in stanza.backups(repo=2)] == [b["label"] for b in stanza.backups(repo=1)]
+    again = stanza.replicate_backups()
+    assert again["files_copied"] <= len(catalog) and again["files_unchanged"] >= len(files) - len(catalog)
+
+    bundle = max((p for p in (replica / full["label"]).rglob("*") if p.is_file() and p.name != "backup.manifest"
+                  and p.name != "backup.manifest.copy"), key=lambda p: p.stat().st_size)
+    original = bundle.read_bytes()
+    try:
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0x01
+        bundle.write_bytes(bytes(damaged))
+        report = stanza.verify(repo=2)
+        assert not report["passed"] and report["invalid_files"], report
+        assert stanza.verify(repo=1)["passed"]
+    finally:
+        bundle.write_bytes(original)
+        os.utime(bundle, ns=((source / bundle.relative_to(replica)).stat().st_atime_ns,
+                              (source / bundle.relative_to(replica)).stat().st_mtime_ns))
+    assert stanza.verify(repo=2)["passed"]
+
+
+def test_without_replication_repo2_takes_its_own_full_backup(pg_platform: Platform, pg_stanza: Stanza,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENCAPTIO_PGBACKREST_REPO2_MODE", "backup")
+    full = bk.run_backup(pg_platform, "full", operator=OPERATOR)
+    assert full["repos"] == [1, 2] and "backup_repo2" in full["phases"] and "replicate_repo2" not in full["phases"]
+    assert all(v["passed"] for v in full["verify"])
+    incremental = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
+    assert incremental["repos"] == [1]
 
 
 def _audit_actions(port: int, platform: Platform) -> list[str]:
@@ -193,3 +243,16 @@ def test_drill_restores_twice_and_records_rto_rpo_evidence(pg_platform: Platform
         entry = session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "backup.drill"))
         assert entry.details["rto_seconds"] == result["rto_seconds"]
     assert pg_platform.objects.exists(result["evidence"]["object"])
+
+
+def test_digest_sums_are_the_same_text_as_the_numeric_sums_of_older_manifests(pg_platform: Platform) -> None:
+    # Manifests written before summed hash::numeric; the bigint sum must render identically.
+    with pg_platform.db.engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE digest_probe AS SELECT g AS id, md5(g::text) AS body "
+                             "FROM generate_series(1, 20000) g"))
+        for method, expression in pgb._ROW_HASHES.items():
+            old = conn.execute(sa.text(f"SELECT count(*), coalesce(sum({expression}::numeric), 0)::text "
+                                       "FROM digest_probe t")).one()
+            assert pgb._sum_row_hashes(conn, "digest_probe", method) == (int(old[0]), old[1])
+        conn.execute(sa.text("CREATE TABLE digest_empty (id int)"))
+        assert pgb._sum_row_hashes(conn, "digest_empty", pgb.ROW_HASH) == (0, "0")

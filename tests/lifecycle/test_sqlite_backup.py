@@ -228,3 +228,29 @@ def test_the_object_store_is_the_catalog_of_record(embedded: Platform) -> None:
     assert [row["id"] for row in listed] == [result["backup_id"]]
     assert listed[0]["manifest"] == {"catalog": "object store only"}
     assert bk.verify_backup(embedded, result["backup_id"])["passed"]
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, 3 * 4096, 3 * 4096 + 1, 10 * 4096 - 7])
+def test_a_file_sealed_on_threads_has_the_layout_of_a_sealed_stream(tmp_path: Path, size: int) -> None:
+    import hashlib
+    import io
+    import os
+
+    keys = KeyStore(tmp_path / "keys")
+    source = tmp_path / "plain"
+    data = os.urandom(size)
+    source.write_bytes(data)
+    digest = hashlib.sha256()
+    sealed = bk.seal_file(keys, source, label="a-backup", context={"n": size}, chunk_bytes=4096,
+                          plaintext_digest=digest).read()
+    reference = bk.seal(keys, io.BytesIO(data), label="a-backup", context={"n": size}, chunk_bytes=4096).read()
+    # Fresh data key and nonces each time: same layout and length, different bytes.
+    assert len(sealed) == len(reference) and sealed != reference
+    plain = io.BytesIO()
+    opened = bk.unseal(keys, io.BytesIO(sealed), plain, name="plain.enc")
+    assert plain.getvalue() == data and opened["plaintext_sha256"] == digest.hexdigest() == hashlib.sha256(data).hexdigest()
+    assert opened["context"] == {"n": size}
+    # Frames cut off at the end or swapped are refused, naming the file.
+    header_end = len(bk._MAGIC) + 4 + int.from_bytes(sealed[len(bk._MAGIC):len(bk._MAGIC) + 4], "big")
+    with pytest.raises(bk.BackupIntegrityError, match="plain.enc"):
+        bk.unseal(keys, io.BytesIO(sealed[:header_end + 10]), io.BytesIO(), name="plain.enc")
