@@ -13,7 +13,13 @@ Guarantees, each enforced here rather than left to callers:
   table version they belong to), and only the page's rows are read, by address. At 1M chunks reading every result column for
   all `depth` candidates was half of a vector query's time (docs/benchmarks.md, "Where the
   time goes"). Rows read are cached with the list, so a repeated page reads nothing. Hybrid
-  runs its full-text list concurrently with the query embedding and vector list.
+  runs its full-text list concurrently with the query embedding and vector list, both on one
+  snapshot of the table.
+- Queries go to Lance, the format under LanceDB, directly: the same scans (prefiltered ANN,
+  BM25, take by address) without LanceDB's query builder, whose conversion of each query and
+  its filter cost 1.5-2.5 ms per call at 1M rows (docs/benchmarks.md, "Lance directly"). The
+  filter is still built as a typed LanceDB expression and rendered to SQL by LanceDB's own
+  unparser (`Expr.to_sql`, which quotes and escapes every literal).
 - Cache invalidation: candidate lists are tagged by organization (unfiltered queries) or by
   capsule; the pipeline invalidates both when a capsule's content changes.
 - Least privilege: a service is built for one principal (`authz`), resolved once; every search
@@ -38,10 +44,11 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
+import lance
 import lancedb
 import numpy as np
+from lance.query import MatchQuery
 from lancedb.expr import Expr, col, lit
-from lancedb.query import MatchQuery
 
 from encaptio_data import authz
 from encaptio_data.authz import Permission, Principal
@@ -270,6 +277,7 @@ class SearchService:
         self._cache = cache
         self._embedder = embedder
         self._table: lancedb.table.Table | None = None
+        self._snapshot: lance.LanceDataset | None = None
         self.depth = depth
         self.nprobes = nprobes
         self.refine_factor = refine_factor
@@ -289,6 +297,22 @@ class SearchService:
                 raise NotFoundError("no search index yet: run the content pipeline (encaptio demo or ingest)") from None
         return self._table
 
+    def snapshot(self) -> lance.LanceDataset:
+        """The chunk table's newest version, as an immutable Lance dataset.
+
+        Rows committed by any writer are seen by the next query (the check reads the table's
+        latest version number, ~15 us on a local directory); a query that runs two scans
+        (hybrid) runs both on the one snapshot it was given, so their row addresses agree.
+        """
+        current = self._snapshot
+        if current is None:
+            current = self.table.to_lance()
+        latest = current.latest_version
+        if latest != current.version:
+            current = current.checkout_version(latest)
+        self._snapshot = current
+        return current
+
     def search(self, request: SearchRequest) -> SearchPage:
         started = time.perf_counter()
         request = request.validated(self.depth)
@@ -301,10 +325,10 @@ class SearchService:
         if not cached:
             entry = self._fresh_entry(request)
         try:
-            changed = self._settle_window(entry, request, current=not cached)
+            changed = self._settle_window(entry, request)
         except StaleCandidatesError:
             cached, entry = False, self._fresh_entry(request)
-            changed = self._settle_window(entry, request, current=True)
+            changed = self._settle_window(entry, request)
         if self._cache and (changed or not cached):
             set_json(self._cache, cache_key, entry, ttl=CACHE_TTL_SECONDS, tags=request.cache_tags())
         window = entry["candidates"][request.offset:request.offset + request.limit]
@@ -324,7 +348,7 @@ class SearchService:
             took_ms=round((time.perf_counter() - started) * 1000, 3),
         )
 
-    def _settle_window(self, entry: dict[str, Any], request: SearchRequest, *, current: bool) -> bool:
+    def _settle_window(self, entry: dict[str, Any], request: SearchRequest) -> bool:
         """Read the page's rows, and put candidates that tie with them in chunk-id order.
 
         Lists are ranked by row address within a tie, but addresses differ between instances and
@@ -343,7 +367,7 @@ class SearchService:
         span = candidates[start:stop]
         missing = [c["row_id"] for c in span if str(c["row_id"]) not in known]
         if missing:
-            known |= self._read_rows(missing, entry["version"], current=current)
+            known |= self._read_rows(missing, entry["version"])
         groups = _group_ranks(span, tied)
         settled = span
         if len(groups) < len(span):
@@ -357,19 +381,11 @@ class SearchService:
         return bool(missing) or reordered
 
     def _fresh_entry(self, request: SearchRequest) -> dict[str, Any]:
-        """Rank the candidates; row addresses are only meaningful with the version they came from.
+        """Rank the candidates on one snapshot; row addresses mean something only with its version."""
+        snapshot = self.snapshot()
+        return {"version": snapshot.version, "candidates": self._candidates(request, snapshot), "hits": {}}
 
-        Compaction moves rows to new addresses, so if the table changed version while the
-        lists were computed (hybrid runs two queries) they are computed once more.
-        """
-        for _ in range(3):
-            version = self.table.version
-            candidates = self._candidates(request)
-            if self.table.version == version:
-                return {"version": version, "candidates": candidates, "hits": {}}
-        raise StaleCandidatesError("the chunk table kept changing during the search; retry")
-
-    def _read_rows(self, addresses: list[int], version: int, *, current: bool = False) -> dict[str, dict[str, Any]]:
+    def _read_rows(self, addresses: list[int], version: int) -> dict[str, dict[str, Any]]:
         """The page's rows, by row address, from the table version the addresses came from.
 
         A take by address costs ~0.5-2 ms at 1M rows against ~6 ms for an indexed lookup by chunk
@@ -377,29 +393,35 @@ class SearchService:
         read at the version it was ranked on (LanceDB keeps versions for the 30-day recovery
         window) and, when that version is gone (an erasure's cleanup), the list is ranked again.
         """
-        if current or self.table.version == version:
-            rows = self.table.take_row_ids(addresses).select(_RESULT_COLUMNS).with_row_id().to_arrow().to_pylist()
-            return {str(row["_rowid"]): _hit(row) for row in rows}
-        then = open_chunks_table(self._vectors, create=False)
-        try:
-            then.checkout(version)
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise StaleCandidatesError(f"table version {version} is gone") from exc
-        rows = then.take_row_ids(addresses).select(_RESULT_COLUMNS).with_row_id().to_arrow().to_pylist()
+        latest = self.snapshot()
+        then = latest
+        if latest.version != version:
+            try:
+                then = latest.checkout_version(version)
+            except (ValueError, OSError, RuntimeError) as exc:
+                raise StaleCandidatesError(f"table version {version} is gone") from exc
+        # `_take_rows` is pylance's take by row id (what LanceDB's `take_row_ids` calls), marked
+        # unstable upstream: pylance is pinned in constraints.txt and tests/search reads every
+        # page through it, so an upgrade that changes it fails there, not in production.
+        rows = then._take_rows(addresses, columns=_RESULT_COLUMNS).to_pylist()
+        if len(rows) != len(addresses):
+            raise StaleCandidatesError(f"{len(addresses) - len(rows)} ranked rows are missing from version {version}")
+        hits = {str(address): _hit(row) for address, row in zip(addresses, rows, strict=True)}
+        if then is latest:
+            return hits
         # A chunk deleted since then must not come back from the old version.
-        ids = [row["id"] for row in rows]
-        current = set(self.table.search().where(col("id").isin(ids)).select(["id"]).limit(len(ids) or 1)
-                      .to_arrow().column("id").to_pylist()) if ids else set()
-        return {str(row["_rowid"]): _hit(row) for row in rows if row["id"] in current}
+        ids = [hit["chunk_id"] for hit in hits.values()]
+        alive = set(latest.to_table(columns=["id"], filter=col("id").isin(ids).to_sql()).column("id").to_pylist())
+        return {address: hit for address, hit in hits.items() if hit["chunk_id"] in alive}
 
-    def _candidates(self, request: SearchRequest) -> list[dict[str, Any]]:
+    def _candidates(self, request: SearchRequest, snapshot: lance.LanceDataset) -> list[dict[str, Any]]:
         if request.mode is SearchMode.SEMANTIC:
-            ranked = self._semantic(request)
+            ranked = self._semantic(request, snapshot)
         elif request.mode is SearchMode.FULLTEXT:
-            ranked = self._fulltext(request)
+            ranked = self._fulltext(request, snapshot)
         else:
-            fulltext = _HYBRID_POOL.submit(self._fulltext, request, min(self.depth, HYBRID_FULLTEXT_DEPTH))
-            semantic = self._semantic(request)
+            fulltext = _HYBRID_POOL.submit(self._fulltext, request, snapshot, min(self.depth, HYBRID_FULLTEXT_DEPTH))
+            semantic = self._semantic(request, snapshot)
             ranked = reciprocal_rank_fusion([semantic, fulltext.result()], self.depth, weights=HYBRID_WEIGHTS,
                                             key="row_id")
         if request.sort is not SortOrder.RELEVANCE:
@@ -411,28 +433,32 @@ class SearchService:
         # cost 2-3 ms per list at 1M rows.
         return ["created_at"] if request.sort is not SortOrder.RELEVANCE else []
 
-    def semantic_query(self, request: SearchRequest) -> Any:
+    def semantic_scan(self, request: SearchRequest) -> dict[str, Any]:
+        """The Lance scan (``LanceDataset.to_table`` arguments) of a semantic candidate list."""
         check_corpus_model(self._db, self.embedder.model_name)
-        vector = _query_vector(self.embedder, request.query)
-        query = (self.table.search(vector, vector_column_name="vector").distance_type("cosine")
-                 .where(request.filter(), prefilter=True)
-                 .select([*self._candidate_columns(request), "_distance"]).with_row_id(True).limit(self.depth)
-                 # A floor and a ceiling rather than .nprobes(n), which pins both: with a narrow
-                 # prefilter (one capsule) LanceDB may probe further to fill the candidate list.
-                 .minimum_nprobes(self.nprobes).maximum_nprobes(self.nprobes * PROBE_CEILING_FACTOR))
-        return query.refine_factor(self.refine_factor) if self.refine_factor else query
+        nearest = {"column": "vector", "q": _query_vector(self.embedder, request.query), "k": self.depth,
+                   "metric": "cosine",
+                   # A floor and a ceiling rather than one probe count: with a narrow prefilter
+                   # (one capsule) Lance may probe further to fill the candidate list.
+                   "minimum_nprobes": self.nprobes, "maximum_nprobes": self.nprobes * PROBE_CEILING_FACTOR}
+        if self.refine_factor:
+            nearest["refine_factor"] = self.refine_factor
+        return {"columns": [*self._candidate_columns(request), "_distance"], "filter": request.filter().to_sql(),
+                "prefilter": True, "with_row_id": True, "nearest": nearest}
 
-    def fulltext_query(self, request: SearchRequest, depth: int | None = None) -> Any:
-        return (self.table.search(MatchQuery(request.query, "text"), query_type="fts")
-                .where(request.filter(), prefilter=True).select([*self._candidate_columns(request), "_score"])
-                .with_row_id(True).limit(depth or self.depth))
+    def fulltext_scan(self, request: SearchRequest, depth: int | None = None) -> dict[str, Any]:
+        """The Lance scan of a full-text candidate list: BM25 over the `text` index, prefiltered."""
+        return {"columns": [*self._candidate_columns(request), "_score"], "filter": request.filter().to_sql(),
+                "prefilter": True, "with_row_id": True, "full_text_query": MatchQuery(request.query, "text"),
+                "limit": depth or self.depth}
 
-    def _semantic(self, request: SearchRequest) -> list[dict[str, Any]]:
-        rows = self.semantic_query(request).to_arrow().to_pylist()
+    def _semantic(self, request: SearchRequest, snapshot: lance.LanceDataset) -> list[dict[str, Any]]:
+        rows = snapshot.to_table(**self.semantic_scan(request)).to_pylist()
         return _ranked(rows, lambda row: 1.0 - float(row["_distance"]))
 
-    def _fulltext(self, request: SearchRequest, depth: int | None = None) -> list[dict[str, Any]]:
-        rows = self.fulltext_query(request, depth).to_arrow().to_pylist()
+    def _fulltext(self, request: SearchRequest, snapshot: lance.LanceDataset,
+                  depth: int | None = None) -> list[dict[str, Any]]:
+        rows = snapshot.to_table(**self.fulltext_scan(request, depth)).to_pylist()
         return _ranked(rows, lambda row: float(row["_score"]))
 
 
