@@ -627,14 +627,17 @@ def drill(as_: AsOption = None, as_json: JsonOption = False) -> None:
 def bench_backup(
     size_mb: Annotated[int, typer.Option(help="PostgreSQL database size.")] = 1024,
     sqlite_mb: Annotated[int, typer.Option(help="SQLite database size.")] = 256,
-    datasets: Annotated[str, typer.Option(help="realistic and/or pgbench, comma-separated.")] = "realistic,pgbench",
+    datasets: Annotated[str, typer.Option(help="realistic and/or pgbench, comma-separated; none: SQLite only.")
+                        ] = "realistic,pgbench",
+    sqlite_rounds: Annotated[int, typer.Option(help="SQLite rounds, alternating which side goes first (medians).")
+                             ] = 1,
     as_json: JsonOption = False,
 ) -> None:
     """Backup and restore against pg_dump/pg_restore and sqlite3's backup, and a drill on the same database."""
     from bench.backup import run_backup_bench
 
     emit(run_backup_bench(size_mb=size_mb, sqlite_mb=sqlite_mb, datasets=tuple(datasets.split(",")),
-                          progress=_bench_progress(as_json)), as_json)
+                          progress=_bench_progress(as_json), sqlite_rounds=sqlite_rounds), as_json)
 
 
 @vectors_app.command("sync")

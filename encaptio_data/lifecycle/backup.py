@@ -5,10 +5,10 @@ Two engines, one set of functions (``run_backup``, ``list_backups``, ``verify_ba
 
 * **SQLite (embedded default).** An online copy through SQLite's backup API inside one read
   transaction (a consistent snapshot; writers keep going), encrypted with AES-256-GCM under a
-  fresh per-backup data key wrapped by the master key (its sha256 taken in the same pass) and
-  stored in the object store as ``backups/sqlite/<snapshot time>-<id>.db.enc``; then the
-  manifest of the same copy (integrity check; row count, schema digest and a digest over the
-  rows in primary-key order, per table) is stored beside it as ``.manifest.json``. The master
+  fresh per-backup data key wrapped by the master key and stored in the object store as
+  ``backups/sqlite/<snapshot time>-<id>.db.enc``; then the manifest of the same copy (its
+  sha256; integrity check; row count, schema digest and a digest over the rows in primary-key
+  order, per table) is stored beside it as ``.manifest.json``. The master
   key never travels with the backup; the key id does.
 * **PostgreSQL (production).** pgBackRest (see ``pgbackrest.py``): full and incremental
   backups to repo1, replicated into repo2 (the cross-region copy; or a second full backup there
@@ -54,11 +54,12 @@ import shutil
 import sqlite3
 import struct
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -68,6 +69,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 from adbc_driver_sqlite import dbapi as adbc_sqlite
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from encaptio_data import audit, authz
 from encaptio_data import keys as envelope
@@ -92,6 +95,9 @@ FORMAT = "encaptio-backup/1"
 CHUNK_BYTES = 8 * 1024 * 1024
 _MAGIC = b"ENCBAK1\n"
 _FRAME = struct.Struct(">BI")  # keys.seal_frames' frame header: final flag, sealed length
+# Where a frame's ciphertext starts (after its header, the envelope's magic and nonce), and the tag after it.
+_SEALED_AT = _FRAME.size + len(envelope.ENVELOPE_MAGIC) + envelope.NONCE_BYTES
+_TAG_BYTES = 16
 _MAX_HEADER = 64 * 1024
 _STAMP = "%Y%m%dT%H%M%S.%fZ"
 # How a SQLite manifest digests each table's rows (recorded per table; absent means QUOTED_ROWS).
@@ -146,41 +152,66 @@ def seal(keys: KeyStore, source: BinaryIO, *, label: str, context: dict[str, Any
 
 def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any] | None = None,
               chunk_bytes: int = CHUNK_BYTES, plaintext_digest: Any = None, workers: int = 2) -> BinaryIO:
-    """``seal`` of a file, its chunks encrypted on `workers` threads: the same bytes out.
+    """``seal`` of a file, its chunks encrypted on `workers` threads: the same layout out.
 
     The chunks are read by position (the file's size fixes which one is final), encrypted out
-    of order and handed on in order, a few ahead of the reader; plaintext_digest is fed the
-    chunks in order by a thread of its own. AES-GCM, sha256 and pread release the GIL, so the
-    object store's own hashing and writing of the output overlap both on 2 cores.
+    of order straight into their frames (the envelope of ``keys.encrypt``: magic, nonce,
+    ciphertext and tag) and handed on in order, a few ahead of the reader. The buffers are
+    reused: a frame's buffer goes back to the workers once the reader has copied it out (the
+    stream hands out copies only), and each worker reads its chunks into one buffer of its own;
+    fresh 8 MiB buffers cost page faults that were measured to cost more than the encryption.
+    plaintext_digest (a hashlib object), if given, is fed the chunks in order by a thread of its
+    own. AES-GCM, sha256 and preadv release the GIL, so the object store's own hashing and
+    writing of the output overlap them on 2 cores.
     """
     data_key, opening, digest = _sealing_header(keys, label, context, chunk_bytes)
+    cipher = AESGCM(data_key)
     size = path.stat().st_size
     count = max(1, math.ceil(size / chunk_bytes))
+    frame_bytes = _SEALED_AT + chunk_bytes + _TAG_BYTES
+    spare_frames: list[bytearray] = []  # list.append and list.pop are atomic
+    buffers = threading.local()
+
+    def sealed(fd: int, index: int) -> tuple[bytearray | None, bytearray, int]:
+        length = min(chunk_bytes, size - index * chunk_bytes)
+        if plaintext_digest is None:  # nobody keeps the plaintext: one buffer per worker
+            if getattr(buffers, "plain", None) is None:
+                buffers.plain = bytearray(chunk_bytes)
+            plain = memoryview(buffers.plain)[:length]
+        else:
+            plain = memoryview(bytearray(length))
+        if os.preadv(fd, [plain], index * chunk_bytes) != length:
+            raise BackupError(f"{path} changed size while it was being sealed")
+        final = index == count - 1
+        nonce = secrets.token_bytes(envelope.NONCE_BYTES)
+        try:
+            frame = spare_frames.pop()
+        except IndexError:
+            frame = bytearray(frame_bytes)
+        used = _SEALED_AT + length + _TAG_BYTES
+        _FRAME.pack_into(frame, 0, 1 if final else 0, used - _FRAME.size)
+        frame[_FRAME.size:_SEALED_AT] = envelope.ENVELOPE_MAGIC + nonce
+        cipher.encrypt_into(nonce, plain, envelope.frame_aad(digest, index, final),
+                            memoryview(frame)[_SEALED_AT:used])
+        return (None if plaintext_digest is None else plain.obj), frame, used  # type: ignore[return-value]
 
     def pieces() -> Iterator[bytes]:
         fd = os.open(path, os.O_RDONLY)
         try:
             with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as hasher:
-                def sealed(index: int) -> tuple[bytes, bytes, bytes]:
-                    chunk = os.pread(fd, chunk_bytes, index * chunk_bytes)
-                    if len(chunk) != min(chunk_bytes, size - index * chunk_bytes):
-                        raise BackupError(f"{path} changed size while it was being sealed")
-                    final = index == count - 1
-                    frame = envelope.encrypt(data_key, chunk, envelope.frame_aad(digest, index, final))
-                    return chunk, _FRAME.pack(1 if final else 0, len(frame)), frame
-
-                ahead = [pool.submit(sealed, index) for index in range(min(count, workers * 2))]
+                ahead = [pool.submit(sealed, fd, index) for index in range(min(count, workers * 2))]
                 hashed = []
                 yield opening
                 for index in range(count):
-                    chunk, head, frame = ahead.pop(0).result()
+                    chunk, frame, used = ahead.pop(0).result()
                     if index + len(ahead) + 1 < count:
-                        ahead.append(pool.submit(sealed, index + len(ahead) + 1))
-                    if plaintext_digest is not None:
+                        ahead.append(pool.submit(sealed, fd, index + len(ahead) + 1))
+                    if chunk is not None:
                         hashed.append(hasher.submit(plaintext_digest.update, chunk))
                     del chunk
-                    yield head
-                    yield frame
+                    yield memoryview(frame)[:used]  # type: ignore[misc]
+                    # Resumed: the reader has copied the whole frame out.
+                    spare_frames.append(frame)
                     hashed = [h for h in hashed if not h.done() or h.result()]
                 for pending in hashed:
                     pending.result()
@@ -223,12 +254,8 @@ def master_key_for(keys: KeyStore, key_id: str) -> bytes | None:
     return None
 
 
-def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> dict[str, Any]:
-    """Decrypt a sealed stream into sink; every failure names the file and refuses it.
-
-    Returns the header plus the plaintext's size and sha256.
-    """
-    header, raw = read_header(stream, name=name)
+def _data_key(keys: KeyStore, header: dict[str, Any], name: str) -> tuple[bytes, int]:
+    """The data key a sealed file's header wraps, and its chunk size; refuses a wrong key by name."""
     master = master_key_for(keys, str(header.get("key_id")))
     if master is None:
         raise BackupIntegrityError(f"{name} was encrypted under master key {header.get('key_id')}, but the key store "
@@ -244,6 +271,16 @@ def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> di
                                     what=f"the data key of {name}")
     except IntegrityError as exc:
         raise BackupIntegrityError(f"{exc}: refused") from None
+    return data_key, chunk_bytes
+
+
+def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> dict[str, Any]:
+    """Decrypt a sealed stream into sink; every failure names the file and refuses it.
+
+    Returns the header plus the plaintext's size and sha256.
+    """
+    header, raw = read_header(stream, name=name)
+    data_key, chunk_bytes = _data_key(keys, header, name)
     digest = hashlib.sha256(raw).digest()
     plain = hashlib.sha256()
     size = 0
@@ -255,6 +292,102 @@ def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> di
     except IntegrityError as exc:
         raise BackupIntegrityError(f"{exc}: refused") from None
     return {**header, "plaintext_bytes": size, "plaintext_sha256": plain.hexdigest()}
+
+
+def unseal_into(keys: KeyStore, stream: BinaryIO, fd: int, *, name: str, workers: int = 2) -> dict[str, Any]:
+    """``unseal`` into a file descriptor, the frames decrypted on `workers` threads.
+
+    This thread reads the frames (the object store's stream checks its sha256 as they pass) and
+    hands each to a worker, which authenticates and decrypts it and writes it at its place in
+    the file, a few frames ahead of the reader. The checks are the ones ``keys.open_frames``
+    makes, with the same messages: damaged or truncated frames, bytes after the last one, and a
+    chunk that fails authentication (never written). Buffers are reused, as in ``seal_file``.
+    Returns the header plus the plaintext's size (not its sha256: the caller hashes the file).
+    """
+    header, raw = read_header(stream, name=name)
+    data_key, chunk_bytes = _data_key(keys, header, name)
+    digest = hashlib.sha256(raw).digest()
+    cipher = AESGCM(data_key)
+    overhead = _SEALED_AT - _FRAME.size + _TAG_BYTES
+    nonce_at = len(envelope.ENVELOPE_MAGIC)
+    sealed_at = _SEALED_AT - _FRAME.size
+    spare_sealed: list[bytearray] = []  # list.append and list.pop are atomic
+    spare_plain: list[bytearray] = []
+
+    def spare(spares: list[bytearray], size: int) -> bytearray:
+        try:
+            return spares.pop()
+        except IndexError:
+            return bytearray(size)
+
+    def opened(index: int, final: bool, sealed: bytearray, length: int, offset: int) -> None:
+        what = f"{name} chunk {index}"
+        view = memoryview(sealed)[:length]
+        try:
+            if view[:nonce_at] != envelope.ENVELOPE_MAGIC or length < overhead:
+                raise IntegrityError(f"{what} is not an encrypted envelope")
+            plain = spare(spare_plain, chunk_bytes)
+            out = memoryview(plain)[:length - overhead]
+            try:
+                cipher.decrypt_into(view[nonce_at:sealed_at], view[sealed_at:],
+                                    envelope.frame_aad(digest, index, final), out)
+            except InvalidTag:
+                # plain may hold unauthenticated bytes: it is dropped, not reused.
+                raise IntegrityError(f"{what} failed authentication: tampered, or encrypted under another key"
+                                     ) from None
+        finally:
+            spare_sealed.append(sealed)
+        written = 0
+        while written < len(out):
+            written += os.pwrite(fd, out[written:], offset + written)
+        spare_plain.append(plain)
+
+    size = 0
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            ahead: list[Any] = []
+            try:
+                index = 0
+                while True:
+                    frame = envelope.read_exact(stream, _FRAME.size)
+                    if len(frame) < _FRAME.size:
+                        raise IntegrityError(f"{name} is truncated after chunk {index}")
+                    final, length = _FRAME.unpack(frame)
+                    if length > chunk_bytes + overhead or final not in (0, 1):
+                        raise IntegrityError(f"{name} chunk {index} has a damaged frame")
+                    sealed = spare(spare_sealed, chunk_bytes + overhead)
+                    if _read_into(stream, memoryview(sealed)[:length]) < length:
+                        raise IntegrityError(f"{name} is truncated in chunk {index}")
+                    ahead.append(pool.submit(opened, index, bool(final), sealed, length, size))
+                    size += max(0, length - overhead)
+                    del sealed
+                    while len(ahead) > workers * 2:  # in order: the first failure is the earliest chunk's
+                        ahead.pop(0).result()
+                    if final:
+                        break
+                    index += 1
+                if stream.read(1):
+                    raise IntegrityError(f"{name} has bytes after its last chunk")
+                while ahead:
+                    ahead.pop(0).result()
+            except BaseException:
+                for pending in ahead:
+                    pending.cancel()
+                raise
+    except IntegrityError as exc:
+        raise BackupIntegrityError(f"{exc}: refused") from None
+    return {**header, "plaintext_bytes": size}
+
+
+def _read_into(stream: BinaryIO, view: memoryview) -> int:
+    """Fill view from stream; fewer bytes only at the end of the stream."""
+    filled = 0
+    while filled < len(view):
+        got = stream.readinto(view[filled:])  # type: ignore[attr-defined]
+        if not got:
+            break
+        filled += got
+    return filled
 
 
 # -- SQLite: copy and manifest ---------------------------------------------------------------------
@@ -615,17 +748,21 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
             key = f"{SQLITE_PREFIX}{stamp}-{backup_id}.db.enc"
             manifest_key = key.removesuffix(".db.enc") + ".manifest.json"
             # Two phases, one after the other, each with both cores: the copy sealed (AES-256-GCM
-            # on two threads, its sha256 taken in the same pass) and stored; then the manifest
-            # (integrity check, table digests) of the same copy. The object is useless without its
+            # on two threads; every chunk authenticated by its tag) and stored; then the manifest
+            # of the same copy: its sha256 (which restores compare with what they decrypt),
+            # integrity check and table digests, side by side. The object is useless without its
             # manifest, which is written last; a copy that fails its checks has its object
             # deleted again.
-            plaintext = hashlib.sha256()
             stored = platform.objects.put(key, seal_file(keys, copy, label=str(backup_id), context={
-                "backup_id": str(backup_id), "snapshot_at": snapshot["snapshot_at"]}, plaintext_digest=plaintext),
+                "backup_id": str(backup_id), "snapshot_at": snapshot["snapshot_at"]}),
                 metadata={"backup-id": str(backup_id), "key-id": keys.master_key_id()})
             sealed = time.monotonic()
             try:
-                manifest_seconds, contents = _timed(lambda: sqlite_manifest(copy))
+                with ThreadPoolExecutor(max_workers=1) as hasher:
+                    hashing = hasher.submit(file_sha256, copy)
+                    contents = sqlite_manifest(copy)
+                    plaintext_sha256 = hashing.result()
+                manifest_seconds = round(time.monotonic() - sealed, 3)
                 if contents["integrity_check"] != ["ok"]:
                     raise BackupIntegrityError(f"the copy of {live} fails PRAGMA integrity_check: "
                                                f"{contents['integrity_check'][:3]}")
@@ -639,7 +776,7 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
                                    "sqlite_version": contents["sqlite_version"],
                                    "page_size": contents["page_size"], "page_count": contents["page_count"],
                                    "schema_revision": contents["schema_revision"]},
-                        "tables": contents["tables"], "plaintext_sha256": plaintext.hexdigest(),
+                        "tables": contents["tables"], "plaintext_sha256": plaintext_sha256,
                         "key_id": keys.master_key_id(),
                         "encryption": {"cipher": "AES-256-GCM", "chunk_bytes": CHUNK_BYTES,
                                        "data_key": "random per backup, wrapped by the master key"}}
@@ -647,7 +784,7 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
                               "size": stored.size}
         manifest["finished_at"] = utcnow().isoformat()
         # backup: until the encrypted copy is durable in the object store (what the benchmark
-        # compares with sqlite3's backup API); manifest: its integrity check and digests after.
+        # compares with sqlite3's backup API); manifest: its sha256, integrity check and digests after.
         manifest["seconds"] = {"copy": round(copied - started, 3), "encrypt_and_store": round(sealed - copied, 3),
                                "backup": round(sealed - started, 3), "manifest": manifest_seconds,
                                "manifest_and_store": round(time.monotonic() - copied, 3)}
@@ -668,6 +805,17 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
             "sha256": stored.sha256, "key_id": keys.master_key_id(), "snapshot_at": snapshot["snapshot_at"],
             "tables": len(manifest["tables"]), "rows": sum(t["rows"] for t in manifest["tables"].values()),
             "seconds": round(time.monotonic() - started, 3), "phases": manifest["seconds"]}
+
+
+def file_sha256(path: Path, block: int = CHUNK_BYTES) -> str:
+    """The sha256 of a file, read in blocks into one reused buffer (hashlib releases the GIL)."""
+    digest = hashlib.sha256()
+    buffer = bytearray(block)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as file:
+        while size := file.readinto(buffer):
+            digest.update(view[:size])
+    return digest.hexdigest()
 
 
 def _timed(call: Callable[[], Any]) -> tuple[float, Any]:
@@ -978,19 +1126,36 @@ def materialize_sqlite(platform: Platform, entry: dict[str, Any], directory: Pat
         if head.sha256 != obj["sha256"]:
             raise BackupIntegrityError(f"{name}: the stored sha256 {head.sha256} is not the recorded "
                                        f"{obj['sha256']}: refused")
-        with os.fdopen(fd, "wb") as sink, platform.objects.open(name, obj["version_id"]) as stream:
-            try:
-                opened = unseal(keys, stream, sink, name=name)
-            except IntegrityError as exc:
-                raise BackupIntegrityError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+        try:
+            with platform.objects.open(name, obj["version_id"]) as stream:
+                opened = unseal_into(keys, stream, fd, name=name)
+        except IntegrityError as exc:
+            raise BackupIntegrityError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
+        finally:
+            os.close(fd)
+            fd = -1
         checks.append(make_check("sha256", True, obj["sha256"]))
         checks.append(make_check("decrypt", True, {"key_id": opened["key_id"], "cipher": opened["cipher"]}))
-        # Backups before the single-pass upload also carry the checksum in their sealed header.
         expected = manifest["plaintext_sha256"]
-        if opened["plaintext_sha256"] != expected or opened["context"].get("plaintext_sha256", expected) != expected:
+        # Backups before the single-pass upload also carry the checksum in their sealed header.
+        if opened["context"].get("plaintext_sha256", expected) != expected:
             raise BackupIntegrityError(f"{name}: the decrypted database does not match its manifest's sha256: refused")
         fetched = time.monotonic()
-        contents = sqlite_manifest(partial, manifest["tables"])
+        # The checks, before the file is placed: the decrypted file's sha256 against the
+        # manifest's (every chunk was already authenticated by its GCM tag, and the object by its
+        # sha256), beside the integrity check and table digests, as the backup computed them.
+        mismatch = BackupIntegrityError(f"{name}: the decrypted database does not match its manifest's sha256: "
+                                        "refused")
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            hashing = hasher.submit(file_sha256, partial)
+            try:
+                contents = sqlite_manifest(partial, manifest["tables"])
+            except Exception:
+                if hashing.result() != expected:  # the first thing wrong, as when it was checked first
+                    raise mismatch from None
+                raise
+            if hashing.result() != expected:
+                raise mismatch
         if contents["integrity_check"] != ["ok"]:
             raise BackupIntegrityError(f"{name}: PRAGMA integrity_check failed: "
                                        f"{contents['integrity_check'][:3]}: refused")
@@ -1001,7 +1166,7 @@ def materialize_sqlite(platform: Platform, entry: dict[str, Any], directory: Pat
         checks.append(make_check("manifest", True, {"tables": len(contents["tables"]),
                                                     "rows": sum(t["rows"] for t in contents["tables"].values())}))
     except BaseException:
-        with suppress(OSError):
+        if fd >= 0:
             os.close(fd)
         partial.unlink(missing_ok=True)
         raise

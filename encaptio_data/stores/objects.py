@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import os
+import queue
 import re
 import secrets
 import shutil
@@ -50,6 +51,11 @@ if TYPE_CHECKING:
     from encaptio_data.settings import Settings
 
 _CHUNK = 1024 * 1024
+# A put writes on a thread of its own once its input has passed this size, a few chunks behind;
+# the local store then flushes what it wrote to disk every _FLUSH_BEHIND bytes (fdatasync).
+_OVERLAP_AFTER = 4 * _CHUNK
+_WRITE_AHEAD = 8
+_FLUSH_BEHIND = 16 * _CHUNK
 _MULTIPART_THRESHOLD = 8 * 1024 * 1024
 _MAX_PARTS = 10_000
 _MAX_KEY_BYTES = 1024
@@ -197,13 +203,64 @@ def _read_chunks(read: Callable[[int], Any]) -> Iterator[bytes]:
         yield bytes(chunk)
 
 
-def _copy_hashing(chunks: Iterable[bytes], write: Callable[[bytes], object]) -> tuple[str, int]:
+def _copy_hashing(chunks: Iterable[bytes], write: Callable[[bytes], object], *,
+                  flush: Callable[[], object] | None = None, overlap_after: int = _OVERLAP_AFTER) -> tuple[str, int]:
+    """The sha256 and size of chunks, each handed to write() in order.
+
+    Up to overlap_after bytes everything happens in this thread (small puts start no thread).
+    Past it (a large stream) a writer thread takes the writes, at most _WRITE_AHEAD chunks
+    behind, while this thread hashes and produces the next chunks: sha256 and file writes both
+    release the GIL, so on 2 cores they overlap. flush, if given, is called by the writer after
+    every _FLUSH_BEHIND bytes it wrote: the local store starts writing them to disk there, so
+    that its final fsync waits for the tail only.
+
+    Whatever write() or flush() raises is raised here (the chunks after it are dropped
+    unwritten); if the chunks themselves fail, the writer is stopped and joined before the error
+    propagates, so the caller can remove its file safely.
+    """
     digest = hashlib.sha256()
     size = 0
-    for chunk in chunks:
+    remaining = iter(chunks)
+    for chunk in remaining:
         digest.update(chunk)
         write(chunk)
         size += len(chunk)
+        if size > overlap_after:
+            break
+    else:
+        return digest.hexdigest(), size
+    pending: queue.Queue[bytes | None] = queue.Queue(maxsize=_WRITE_AHEAD)
+    failed: list[BaseException] = []
+
+    def writer() -> None:
+        unflushed = 0
+        # After a failure it keeps taking chunks (without writing them) so the producer never blocks.
+        while (piece := pending.get()) is not None:
+            if failed:
+                continue
+            try:
+                write(piece)
+                unflushed += len(piece)
+                if flush is not None and unflushed >= _FLUSH_BEHIND:
+                    flush()
+                    unflushed = 0
+            except BaseException as exc:  # re-raised in the calling thread
+                failed.append(exc)
+
+    thread = threading.Thread(target=writer, name="object-store-writer", daemon=True)
+    thread.start()
+    try:
+        for chunk in remaining:
+            if failed:
+                break
+            digest.update(chunk)
+            pending.put(chunk)
+            size += len(chunk)
+    finally:
+        pending.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
     return digest.hexdigest(), size
 
 
@@ -227,11 +284,18 @@ class _VerifyingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        chunk = self._source.read(len(buffer))
-        if chunk:
-            buffer[: len(chunk)] = chunk
-            self._digest.update(chunk)
-            return len(chunk)
+        if isinstance(self._source, (io.RawIOBase, io.BufferedIOBase)):
+            # A local file: straight into the caller's buffer, without a copy in between.
+            size = self._source.readinto(buffer)
+            if size:
+                self._digest.update(memoryview(buffer)[:size])
+                return size
+        else:
+            chunk = self._source.read(len(buffer))
+            if chunk:
+                buffer[: len(chunk)] = chunk
+                self._digest.update(chunk)
+                return len(chunk)
         if not self._verified:
             actual = self._digest.hexdigest()
             if actual != self._sha256:
@@ -318,6 +382,10 @@ def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
+# Data only, without the metadata's journal commit where the system has it (macOS does not).
+_fdatasync = getattr(os, "fdatasync", os.fsync)
+
+
 def fsync_dir(path: Path) -> None:
     """Make a rename or a new file in ``path`` durable: the directory entry itself is flushed."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -373,7 +441,13 @@ class LocalObjectStore(_ReadHelpers):
             blob = self._temp_path()
             try:
                 with open(blob, "xb", opener=_private) as file:
-                    sha256, size = _copy_hashing(chunks, file.write)
+
+                    def flush_behind() -> None:
+                        # Starts the disk writes early; durability is the fsync below, as before.
+                        file.flush()
+                        _fdatasync(file.fileno())
+
+                    sha256, size = _copy_hashing(chunks, file.write, flush=flush_behind)
                     file.flush()
                     os.fsync(file.fileno())
                 _check_expected(key, sha256, expected_sha256)

@@ -1,14 +1,21 @@
-"""The sealed backup format: a round trip at every chunk boundary, and every tampering refused by name."""
+"""The sealed backup format: a round trip at every chunk boundary, and every tampering refused by name.
+
+Every test runs against both readers: ``unseal`` (a stream into a stream, in order) and
+``unseal_into`` (restores: frames decrypted on threads and written by position into a file).
+"""
 
 from __future__ import annotations
 
 import io
+import os
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from encaptio_data.keys import KeyStore
-from encaptio_data.lifecycle.backup import BackupIntegrityError, seal, unseal
+from encaptio_data.lifecycle.backup import BackupIntegrityError, seal, unseal, unseal_into
 
 NAME = "backups/sqlite/test.db.enc"
 CHUNK = 64
@@ -18,10 +25,28 @@ def _sealed(keys: KeyStore, data: bytes, label: str = "backup-1") -> bytes:
     return seal(keys, io.BytesIO(data), label=label, chunk_bytes=CHUNK).read()
 
 
-def _open(keys: KeyStore, sealed: bytes) -> bytes:
-    sink = io.BytesIO()
-    unseal(keys, io.BytesIO(sealed), sink, name=NAME)
-    return sink.getvalue()
+@pytest.fixture(params=["unseal", "unseal_into"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[KeyStore, bytes], tuple[bytes, dict]]:
+    def into_a_file(keys: KeyStore, sealed: bytes) -> tuple[bytes, dict]:
+        path = tmp_path / f"plain-{uuid.uuid4().hex}"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            opened = unseal_into(keys, io.BytesIO(sealed), fd, name=NAME)
+        finally:
+            os.close(fd)
+        return path.read_bytes(), opened
+
+    def into_a_stream(keys: KeyStore, sealed: bytes) -> tuple[bytes, dict]:
+        sink = io.BytesIO()
+        opened = unseal(keys, io.BytesIO(sealed), sink, name=NAME)
+        return sink.getvalue(), opened
+
+    return into_a_file if request.param == "unseal_into" else into_a_stream
+
+
+@pytest.fixture
+def _open(opener: Callable[[KeyStore, bytes], tuple[bytes, dict]]) -> Callable[[KeyStore, bytes], bytes]:
+    return lambda keys, sealed: opener(keys, sealed)[0]
 
 
 @pytest.fixture
@@ -30,14 +55,13 @@ def keys(tmp_path: Path) -> KeyStore:
 
 
 @pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 3 * CHUNK + 7])
-def test_round_trip_at_every_chunk_boundary(keys: KeyStore, size: int) -> None:
+def test_round_trip_at_every_chunk_boundary(keys: KeyStore, opener: Callable, size: int) -> None:
     data = bytes(range(256)) * (size // 256 + 1)
     data = data[:size]
     sealed = _sealed(keys, data)
     assert size < 16 or data not in sealed
-    sink = io.BytesIO()
-    opened = unseal(keys, io.BytesIO(sealed), sink, name=NAME)
-    assert sink.getvalue() == data
+    plain, opened = opener(keys, sealed)
+    assert plain == data
     assert opened["plaintext_bytes"] == size and opened["key_id"] == keys.master_key_id()
 
 
@@ -52,7 +76,7 @@ def _frames(sealed: bytes) -> tuple[bytes, list[bytes]]:
     return sealed[:header_end], frames
 
 
-def test_a_flipped_byte_anywhere_is_refused_naming_the_file(keys: KeyStore) -> None:
+def test_a_flipped_byte_anywhere_is_refused_naming_the_file(keys: KeyStore, _open: Callable) -> None:
     sealed = _sealed(keys, b"x" * (3 * CHUNK))
     header, frames = _frames(sealed)
     positions = [*range(12, len(header)), len(header) + 20, len(sealed) // 2, len(sealed) - 1]
@@ -64,7 +88,7 @@ def test_a_flipped_byte_anywhere_is_refused_naming_the_file(keys: KeyStore) -> N
         assert NAME in str(raised.value)
 
 
-def test_reordered_dropped_or_extra_chunks_are_refused(keys: KeyStore) -> None:
+def test_reordered_dropped_or_extra_chunks_are_refused(keys: KeyStore, _open: Callable) -> None:
     header, frames = _frames(_sealed(keys, b"".join(bytes([i]) * CHUNK for i in range(4))))
     with pytest.raises(BackupIntegrityError, match="failed authentication"):
         _open(keys, header + frames[1] + frames[0] + b"".join(frames[2:]))
@@ -78,7 +102,7 @@ def test_reordered_dropped_or_extra_chunks_are_refused(keys: KeyStore) -> None:
         _open(keys, header + other_frames[0] + b"".join(frames[1:]))
 
 
-def test_a_wrong_master_key_is_refused(keys: KeyStore, tmp_path: Path) -> None:
+def test_a_wrong_master_key_is_refused(keys: KeyStore, tmp_path: Path, _open: Callable) -> None:
     sealed = _sealed(keys, b"secret rows")
     stranger = KeyStore(tmp_path / "other-keys")
     with pytest.raises(BackupIntegrityError, match="wrong key, refused") as raised:
@@ -90,6 +114,25 @@ def test_a_wrong_master_key_is_refused(keys: KeyStore, tmp_path: Path) -> None:
         _open(stranger, forged)
 
 
-def test_not_a_backup_file(keys: KeyStore) -> None:
+def test_not_a_backup_file(keys: KeyStore, _open: Callable) -> None:
     with pytest.raises(BackupIntegrityError, match="not an encaptio backup file"):
         _open(keys, b"SQLite format 3\0" + b"\0" * 100)
+
+
+def test_a_damaged_chunk_among_many_is_refused_and_names_its_index(keys: KeyStore, _open: Callable) -> None:
+    # Many chunks, so the threaded reader has several in flight when the damaged one comes.
+    data = os.urandom(20 * CHUNK + 5)
+    sealed = _sealed(keys, data)
+    header, frames = _frames(sealed)
+    assert _open(keys, sealed) == data
+    for index in (0, 7, 19, 20):
+        damaged = bytearray(frames[index])
+        damaged[len(damaged) // 2] ^= 0x80
+        tampered = header + b"".join(frames[:index]) + bytes(damaged) + b"".join(frames[index + 1:])
+        with pytest.raises(BackupIntegrityError, match=f"{NAME} chunk {index} failed authentication.*refused"):
+            _open(keys, tampered)
+    # A frame claiming more than a chunk holds is damaged, whatever follows it.
+    oversized = bytearray(frames[3])
+    oversized[1:5] = (CHUNK + 33).to_bytes(4, "big")
+    with pytest.raises(BackupIntegrityError, match=f"{NAME} chunk 3 has a damaged frame"):
+        _open(keys, header + b"".join(frames[:3]) + bytes(oversized) + b"".join(frames[4:]))

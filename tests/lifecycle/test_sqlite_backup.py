@@ -254,3 +254,41 @@ def test_a_file_sealed_on_threads_has_the_layout_of_a_sealed_stream(tmp_path: Pa
     header_end = len(bk._MAGIC) + 4 + int.from_bytes(sealed[len(bk._MAGIC):len(bk._MAGIC) + 4], "big")
     with pytest.raises(bk.BackupIntegrityError, match="plain.enc"):
         bk.unseal(keys, io.BytesIO(sealed[:header_end + 10]), io.BytesIO(), name="plain.enc")
+
+
+def test_the_manifest_sha256_is_the_decrypted_copys_and_a_wrong_one_is_refused(embedded: Platform,
+                                                                                tmp_path: Path) -> None:
+    import hashlib
+    import io
+    import json
+
+    # The plaintext sha256 is taken in the manifest phase, from the copy that was sealed.
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
+    manifest = bk._load_manifest(embedded, result["manifest_key"])
+    assert manifest["seconds"]["manifest"] > 0 and len(manifest["plaintext_sha256"]) == 64
+    path, _ = bk.materialize_sqlite(embedded, bk._find_sqlite(embedded, result["backup_id"]), tmp_path / "m")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == manifest["plaintext_sha256"]
+    with embedded.objects.open(result["location"]) as stream:
+        opened = bk.unseal(KeyStore(embedded.settings.keys_dir), stream, io.BytesIO(), name=result["location"])
+    assert opened["plaintext_sha256"] == manifest["plaintext_sha256"]
+
+    # A manifest whose sha256 is not the copy's: verify and restore refuse the backup by name.
+    embedded.objects.put(result["manifest_key"], json.dumps({**manifest, "plaintext_sha256": "0" * 64}).encode(),
+                         content_type="application/json")
+    with pytest.raises(bk.BackupIntegrityError, match="does not match its manifest's sha256") as raised:
+        bk.verify_backup(embedded, result["backup_id"])
+    assert result["location"] in str(raised.value)
+    with pytest.raises(bk.BackupIntegrityError, match="does not match its manifest's sha256"):
+        bk.restore(embedded, utcnow(), tmp_path / "restored.sqlite3", operator=OPERATOR)
+    assert not (tmp_path / "restored.sqlite3").exists() and not list(tmp_path.glob(".restore-*"))
+
+
+def test_a_file_that_shrinks_while_it_is_sealed_is_refused(tmp_path: Path) -> None:
+    keys = KeyStore(tmp_path / "keys")
+    source = tmp_path / "plain"
+    source.write_bytes(b"x" * (5 * 4096))
+    sealed = bk.seal_file(keys, source, label="a-backup", chunk_bytes=4096)
+    with source.open("r+b") as file:
+        file.truncate(3 * 4096 + 10)
+    with pytest.raises(bk.BackupError, match="changed size while it was being sealed"):
+        sealed.read()

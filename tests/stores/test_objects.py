@@ -567,3 +567,129 @@ def test_open_object_store_for_an_s3_url(s3_endpoint: str, s3_bucket: str) -> No
     store.check()
     store.put("k", b"data")
     assert raw_client(s3_endpoint).get_object(Bucket=s3_bucket, Key="tenant/a/k")["Body"].read() == b"data"
+
+
+# Large puts write on a thread of their own ---------------------------------------------------
+
+
+class _FailingAfter(io.RawIOBase):
+    """A stream of `size` random bytes whose reads fail once `fail_at` bytes were read."""
+
+    def __init__(self, size: int, fail_at: int) -> None:
+        self._data = io.BytesIO(os.urandom(size))
+        self._fail_at = fail_at
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+        if self._data.tell() >= self._fail_at:
+            raise ValueError("the source went away")
+        return self._data.readinto(buffer)
+
+
+def _writer_threads() -> list[str]:
+    import threading
+
+    return [thread.name for thread in threading.enumerate() if thread.name == "object-store-writer"]
+
+
+def test_a_source_failing_past_the_overlap_threshold_stores_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    # 6 MiB in, the writer thread is running (it starts after 4 MiB): the source's own error
+    # comes out, the writer is stopped, and no version (nor, locally, a temporary file) remains.
+    with pytest.raises(ValueError, match="went away"):
+        store.put("big/k", io.BufferedReader(_FailingAfter(10 * MiB, 6 * MiB)))
+    assert list(store.list_versions()) == [] and _writer_threads() == []
+    if isinstance(store, LocalObjectStore):
+        assert list((tmp_path / "objects" / ".incoming").iterdir()) == []
+
+
+def test_a_local_write_failing_mid_way_leaves_no_version_and_no_temp_file(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import encaptio_data.stores.objects as objects_module
+
+    store = LocalObjectStore(tmp_path / "objects")
+    store.put("k", b"committed before")
+    real_open = open
+    written: list[int] = []
+
+    class FullDisk:
+        """The blob file, on a disk that fills up after 6 MiB (past the overlap threshold)."""
+
+        def __init__(self, file) -> None:  # type: ignore[no-untyped-def]
+            self._file = file
+
+        def write(self, data: bytes) -> int:
+            if sum(written) + len(data) > 6 * MiB:
+                raise OSError(28, "No space left on device")
+            written.append(len(data))
+            return self._file.write(data)
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            return getattr(self._file, name)
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._file.close()
+
+    def opening(path, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        file = real_open(path, mode, *args, **kwargs)
+        return FullDisk(file) if str(path).endswith(".tmp") and "x" in mode and written == [] else file
+
+    monkeypatch.setattr(objects_module, "open", opening, raising=False)
+    with pytest.raises(StoreUnavailableError, match="No space left on device"):
+        store.put("big/k", io.BytesIO(os.urandom(12 * MiB)))
+    monkeypatch.undo()
+
+    assert sum(written) == 6 * MiB  # the failure came from the writer, past the first 4 MiB
+    assert not store.exists("big/k") and [v.key for v in store.list_versions()] == ["k"]
+    assert list((tmp_path / "objects" / ".incoming").iterdir()) == [] and _writer_threads() == []
+    assert store.get("k") == b"committed before"
+
+
+def test_only_large_puts_start_a_writer_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import encaptio_data.stores.objects as objects_module
+
+    started: list[str] = []
+
+    class Counting(threading.Thread):
+        def start(self) -> None:
+            started.append(self.name)
+            super().start()
+
+    monkeypatch.setattr(objects_module.threading, "Thread", Counting)
+    store = LocalObjectStore(tmp_path / "objects")
+    small = os.urandom(3 * MiB)
+    store.put("small/bytes", small)
+    store.put("small/stream", io.BytesIO(small))
+    assert started == []
+    large = os.urandom(9 * MiB + 17)
+    version = store.put("large/stream", io.BytesIO(large))
+    assert started == ["object-store-writer"]
+    assert version.sha256 == sha256(large) and version.size == len(large) and store.get("large/stream") == large
+    assert store.get("small/stream") == small
+
+
+def test_a_local_flush_behind_failing_leaves_no_version_and_no_temp_file(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # After 16 MiB of its own writes the writer flushes them (fdatasync); an I/O error there fails the put
+    # like one in the final fsync would.
+    import encaptio_data.stores.objects as objects_module
+
+    flushed: list[int] = []
+
+    def failing(fd: int) -> None:
+        flushed.append(fd)
+        raise OSError(5, "Input/output error")
+
+    store = LocalObjectStore(tmp_path / "objects")
+    monkeypatch.setattr(objects_module, "_fdatasync", failing)
+    with pytest.raises(StoreUnavailableError, match="Input/output error"):
+        store.put("big/k", io.BytesIO(os.urandom(24 * MiB)))
+    monkeypatch.undo()
+    assert len(flushed) == 1 and list(store.list_versions()) == []
+    assert list((tmp_path / "objects" / ".incoming").iterdir()) == [] and _writer_threads() == []
