@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -176,7 +176,8 @@ class SearchRequest:
 
     def fingerprint(self) -> str:
         """What identifies the candidate list: everything but the page window."""
-        identity = {k: v for k, v in asdict(self).items() if k not in {"limit", "offset", "cursor"}}
+        # Read field by field: asdict() deep-copies the request, a tenth of a millisecond per query.
+        identity = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in {"limit", "offset", "cursor"}}
         return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
     def filter(self) -> Expr:
@@ -453,13 +454,13 @@ class SearchService:
                 "limit": depth or self.depth}
 
     def _semantic(self, request: SearchRequest, snapshot: lance.LanceDataset) -> list[dict[str, Any]]:
-        rows = snapshot.to_table(**self.semantic_scan(request)).to_pylist()
-        return _ranked(rows, lambda row: 1.0 - float(row["_distance"]))
+        found = snapshot.to_table(**self.semantic_scan(request))
+        return _ranked(found, [1.0 - distance for distance in found.column("_distance").to_pylist()])
 
     def _fulltext(self, request: SearchRequest, snapshot: lance.LanceDataset,
                   depth: int | None = None) -> list[dict[str, Any]]:
-        rows = snapshot.to_table(**self.fulltext_scan(request, depth)).to_pylist()
-        return _ranked(rows, lambda row: float(row["_score"]))
+        found = snapshot.to_table(**self.fulltext_scan(request, depth))
+        return _ranked(found, found.column("_score").to_pylist())
 
 
 def _sort_key(sort: SortOrder) -> Any:
@@ -484,11 +485,15 @@ def _reverse_within_groups(span: list[dict[str, Any]], tied: Any) -> list[dict[s
     return [candidate for group in groups.values() for candidate in reversed(group)]
 
 
-def _ranked(rows: Sequence[dict[str, Any]], score: Any) -> list[dict[str, Any]]:
+def _ranked(found: Any, scores: Sequence[float]) -> list[dict[str, Any]]:
     """Candidates as the cache keeps them: row address, score and (for date sorts) created_at,
-    ordered by score, then address (deterministic within one table version)."""
-    hits = [{"row_id": row["_rowid"], "score": round(score(row), 6)}
-            | ({"created_at": row["created_at"].isoformat()} if "created_at" in row else {}) for row in rows]
+    ordered by score, then address (deterministic within one table version). Read column by
+    column from the scan's Arrow table: a dict per row cost more than the ranking itself."""
+    row_ids = found.column("_rowid").to_pylist()
+    hits = [{"row_id": row_id, "score": round(float(score), 6)} for row_id, score in zip(row_ids, scores, strict=True)]
+    if "created_at" in found.column_names:
+        for hit, created_at in zip(hits, found.column("created_at").to_pylist(), strict=True):
+            hit["created_at"] = created_at.isoformat()
     hits.sort(key=lambda hit: (-hit["score"], hit["row_id"]))
     return hits
 
