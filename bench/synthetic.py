@@ -34,10 +34,10 @@ import numpy as np
 import pyarrow as pa
 
 from encaptio_data.content.embedding import DIMENSION, Embedder
-from encaptio_data.search.index import SCHEMA
+from encaptio_data.search.index import chunk_table
 
-# Bump when the generator changes what it writes, so cached datasets are rebuilt.
-DATASET_VERSION = 1
+# Bump when the generator changes what it writes, so cached datasets are rebuilt (2: the card column).
+DATASET_VERSION = 2
 _CONTENT_TYPES = np.array(["pdf", "document", "markdown", "html", "text"])
 _CONTENT_TYPE_WEIGHTS = np.array([0.35, 0.15, 0.2, 0.15, 0.15])
 _START = datetime(2024, 11, 1, tzinfo=UTC)
@@ -228,7 +228,7 @@ class SyntheticCorpus:
             "text": pa.array(texts, pa.string()),
             "vector": pa.FixedSizeListArray.from_arrays(flat, DIMENSION),
         }
-        return pa.table(columns, schema=SCHEMA)
+        return chunk_table(columns)
 
     @cached_property
     def word_rank(self) -> dict[str, int]:

@@ -50,7 +50,7 @@ from encaptio_data.portability.archive import ArchiveRefusedError, verify_archiv
 from encaptio_data.portability.export import SEARCH_COLUMNS, TEXT_COLUMN, VECTOR_FIELD
 from encaptio_data.portability.formats import EXTENSIONS, read_rows, table_columns
 from encaptio_data.portability.scope import owned_tables, self_references
-from encaptio_data.search.index import SCHEMA as CHUNKS_SCHEMA
+from encaptio_data.search.index import chunk_table
 from encaptio_data.search.index import build_indexes, open_chunks_table
 from encaptio_data.search.service import capsule_tag, organization_tag
 from encaptio_data.stores.objects import ObjectVersion, validate_key
@@ -191,7 +191,7 @@ def _load_vectors(platform: Platform, archive: zipfile.ZipFile, manifest: dict[s
         columns = {name: [row[name] for row in rows] for name, _ in SEARCH_COLUMNS}
         flat = pa.array(matrix.reshape(-1), type=pa.float32())
         columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, VECTOR_FIELD.type.list_size)
-        batch = pa.table(columns, schema=CHUNKS_SCHEMA)
+        batch = chunk_table(columns)
         table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(batch)
         loaded += len(rows)
         if progress:

@@ -7,12 +7,13 @@ whole documents. It is derived data: every row can be rebuilt from the relationa
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import lancedb
@@ -45,25 +46,89 @@ SCHEMA = pa.schema([
     pa.field("title", pa.string()),
     pa.field("text", pa.string(), nullable=False),
     pa.field("vector", pa.list_(pa.float32(), DIMENSION), nullable=False),
+    # The fields a search result shows but the text, as one JSON object: a page's rows are read
+    # by address, and Lance's take costs per column and row (10 rows: 2.3 ms for these ten
+    # columns and the text, 0.7 ms for card and text at 1M rows; docs/benchmarks.md, "Lance
+    # directly"). Derived, never written on its own: `chunk_table` computes it from the columns
+    # beside it, and a table from before it gets it from `ensure_cards`. Last in the schema, where
+    # adding it to an existing table puts it.
+    pa.field("card", pa.string()),
 ])
+# The columns `card` repeats, in its key order.
+CARD_FIELDS = ("id", "content_id", "capsule_id", "organization_id", "content_type", "created_at", "chunk_index", "page",
+               "heading", "title")
+_WITHOUT_CARD = pa.schema([field for field in SCHEMA if field.name != "card"])
 
 
 def open_chunks_table(vectors: VectorStore, *, create: bool = True) -> lancedb.table.Table:
+    """The chunk table; with ``create`` (how writers open it), created if missing and given its
+    card column if it was written before there was one."""
     try:
-        return vectors.open_table(CHUNKS_TABLE)
+        table = vectors.open_table(CHUNKS_TABLE)
     except NotFoundError:
         if not create:
             raise
         return vectors.connect().create_table(CHUNKS_TABLE, schema=SCHEMA, exist_ok=True)
+    if create:
+        ensure_cards(table)
+    return table
+
+
+def card_json(row: Mapping[str, Any]) -> str:
+    """The card of one chunk row (``CARD_FIELDS``; created_at as ISO 8601, as results show it)."""
+    card = {name: row[name] for name in CARD_FIELDS}
+    if isinstance(card["created_at"], datetime):
+        card["created_at"] = card["created_at"].isoformat()
+    return json.dumps(card, separators=(",", ":"))
+
+
+def _cards(batch: pa.Table | pa.RecordBatch) -> pa.Array:
+    return pa.array([card_json(row) for row in batch.select(list(CARD_FIELDS)).to_pylist()], pa.string())
+
+
+def chunk_table(columns: Mapping[str, Any]) -> pa.Table:
+    """Chunk rows in SCHEMA from every column but the card, which is computed here: the one way
+    rows are made for the table (the pipeline, an organization import, the benchmark)."""
+    table = pa.table(dict(columns), schema=_WITHOUT_CARD)
+    return table.append_column(SCHEMA.field("card"), _cards(table))
 
 
 def chunk_batch(rows: Sequence[dict[str, Any]], vectors: np.ndarray) -> pa.Table:
     if len(rows) != len(vectors):
         raise ValueError(f"{len(rows)} chunks but {len(vectors)} vectors")
-    columns = {name: [row[name] for row in rows] for name in SCHEMA.names if name != "vector"}
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in _WITHOUT_CARD.names if name != "vector"}
     flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), type=pa.float32())
     columns["vector"] = pa.FixedSizeListArray.from_arrays(flat, DIMENSION)
-    return pa.table(columns, schema=SCHEMA)
+    return chunk_table(columns)
+
+
+def ensure_cards(table: lancedb.table.Table) -> bool:
+    """Add the card column to a table written before it (computed from its rows); False if it has one.
+
+    A new column in Lance is a new file per fragment beside the existing ones: the rows, their
+    addresses and the indexes stay as they are. Two writers racing here both try; the loser
+    finds the column there and goes on.
+    """
+    if "card" in table.schema.names:
+        return False
+    import lance
+
+    dataset = table.to_lance()
+    added = pa.schema([SCHEMA.field("card")])
+
+    @lance.batch_udf(output_schema=added)
+    def cards(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return pa.RecordBatch.from_arrays([_cards(batch)], schema=added)
+
+    try:
+        dataset.add_columns(cards, read_columns=list(CARD_FIELDS))
+    except (OSError, RuntimeError, ValueError):
+        table.checkout_latest()
+        if "card" not in table.schema.names:
+            raise
+        return False
+    table.checkout_latest()
+    return True
 
 
 def upsert_content_chunks(table: lancedb.table.Table, content_id: uuid.UUID, batch: pa.Table) -> None:
