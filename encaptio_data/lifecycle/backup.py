@@ -1129,6 +1129,9 @@ def materialize_sqlite(platform: Platform, entry: dict[str, Any], directory: Pat
         try:
             with platform.objects.open(name, obj["version_id"]) as stream:
                 opened = unseal_into(keys, stream, fd, name=name)
+            # A restore to the live path renames this file into place: its bytes must be on disk
+            # before the rename is (the directory is fsynced after it).
+            os.fsync(fd)
         except IntegrityError as exc:
             raise BackupIntegrityError(str(exc) if name in str(exc) else f"{name}: {exc}") from None
         finally:

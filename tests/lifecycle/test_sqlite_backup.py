@@ -292,3 +292,33 @@ def test_a_file_that_shrinks_while_it_is_sealed_is_refused(tmp_path: Path) -> No
         file.truncate(3 * 4096 + 10)
     with pytest.raises(bk.BackupError, match="changed size while it was being sealed"):
         sealed.read()
+
+
+def test_a_restored_file_is_on_disk_before_it_is_renamed_into_place(sqlite_platform: Platform, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A crash right after the rename must not leave an empty or partial database at the target:
+    # the decrypted file's bytes are fsynced before os.replace puts it there.
+    import os
+
+    backup = bk.run_backup(sqlite_platform, "full", operator=OPERATOR)
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(source: str | Path, target: str | Path) -> None:
+        events.append(("replace", str(source)))
+        real_replace(source, target)
+
+    monkeypatch.setattr(bk.os, "fsync", fsync)
+    monkeypatch.setattr(bk.os, "replace", replace)
+    target = tmp_path / "restored.sqlite3"
+    restored = bk.restore(sqlite_platform, datetime.fromisoformat(backup["snapshot_at"]), target, operator=OPERATOR)
+    monkeypatch.undo()
+    assert restored["backup_id"] == backup["backup_id"] and target.exists()
+    moved = [path for kind, path in events if kind == "replace" and Path(path).name != target.name]
+    assert moved, events
+    partial = moved[-1]
+    assert ("fsync", partial) in events[:events.index(("replace", partial))]
