@@ -97,8 +97,13 @@ class ObjectStore(Protocol):
     def get(self, key: str, version_id: str | None = None) -> bytes:
         """The bytes of the latest (or given) version, verified against their sha256."""
 
-    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
-        """A stream of the bytes, verified when read to the end; a stream closed early is not verified."""
+    def open(self, key: str, version_id: str | None = None, *, verify: bool = True) -> BinaryIO:
+        """A stream of the bytes, verified when read to the end; a stream closed early is not verified.
+
+        verify=False skips the sha256 for a caller that authenticates every byte itself (an
+        AES-GCM envelope, whose tags fail on any changed, missing or reordered byte): hashing
+        is the slowest part of reading a large object on one core.
+        """
 
     def head(self, key: str, version_id: str | None = None) -> ObjectVersion: ...
 
@@ -270,14 +275,15 @@ def _check_expected(key: str, sha256: str, expected_sha256: str | None) -> None:
 
 
 class _VerifyingReader(io.RawIOBase):
-    """Hashes the bytes as they are read and checks them against the recorded sha256 at end of stream."""
+    """Hashes the bytes as they are read and checks them against the recorded sha256 at end of
+    stream; with sha256=None it only reads (the caller authenticates the bytes itself)."""
 
-    def __init__(self, source: Any, key: str, version_id: str, sha256: str) -> None:
+    def __init__(self, source: Any, key: str, version_id: str, sha256: str | None) -> None:
         self._source = source
         self._key = key
         self._version_id = version_id
         self._sha256 = sha256
-        self._digest = hashlib.sha256()
+        self._digest = None if sha256 is None else hashlib.sha256()
         self._verified = False
 
     def readable(self) -> bool:
@@ -288,15 +294,17 @@ class _VerifyingReader(io.RawIOBase):
             # A local file: straight into the caller's buffer, without a copy in between.
             size = self._source.readinto(buffer)
             if size:
-                self._digest.update(memoryview(buffer)[:size])
+                if self._digest is not None:
+                    self._digest.update(memoryview(buffer)[:size])
                 return size
         else:
             chunk = self._source.read(len(buffer))
             if chunk:
                 buffer[: len(chunk)] = chunk
-                self._digest.update(chunk)
+                if self._digest is not None:
+                    self._digest.update(chunk)
                 return len(chunk)
-        if not self._verified:
+        if not self._verified and self._digest is not None:
             actual = self._digest.hexdigest()
             if actual != self._sha256:
                 raise IntegrityError(
@@ -315,8 +323,8 @@ class _VerifyingReader(io.RawIOBase):
         super().close()
 
 
-def _verifying(source: Any, key: str, version_id: str, sha256: str) -> BinaryIO:
-    reader = _VerifyingReader(source, key, version_id, sha256)
+def _verifying(source: Any, key: str, version_id: str, sha256: str, verify: bool = True) -> BinaryIO:
+    reader = _VerifyingReader(source, key, version_id, sha256 if verify else None)
     return io.BufferedReader(reader, buffer_size=_CHUNK)  # type: ignore[return-value]
 
 
@@ -457,14 +465,14 @@ class LocalObjectStore(_ReadHelpers):
             finally:
                 blob.unlink(missing_ok=True)
 
-    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+    def open(self, key: str, version_id: str | None = None, *, verify: bool = True) -> BinaryIO:
         version = self._find(validate_key(key), version_id)
         try:
             with self._disk():
                 blob = open(self._key_dir(key) / f"{version.version_id}.blob", "rb")
         except FileNotFoundError:  # removed by a concurrent delete
             raise ObjectNotFoundError(_not_found(key, version_id)) from None
-        return _verifying(blob, key, version.version_id, version.sha256)
+        return _verifying(blob, key, version.version_id, version.sha256, verify)
 
     def head(self, key: str, version_id: str | None = None) -> ObjectVersion:
         return self._find(validate_key(key), version_id)
@@ -821,17 +829,17 @@ class S3ObjectStore(_ReadHelpers):
             raise StoreUnavailableError(f"{self._where} does not have versioning enabled")
         return self._describe(key, self._head_object(key, response["VersionId"]), is_latest=True)
 
-    def open(self, key: str, version_id: str | None = None) -> BinaryIO:
+    def open(self, key: str, version_id: str | None = None, *, verify: bool = True) -> BinaryIO:
         full_key = self._full_key(key)
         with self._errors(key, version_id):
             response = self._client.get_object(Bucket=self.bucket, Key=full_key, **self._version_arg(version_id))
         sha256 = response.get("Metadata", {}).get(_SHA256_FIELD)
-        if not sha256:
+        if not sha256 and verify:
             response["Body"].close()
             raise IntegrityError(
                 f"object {key!r} version {response['VersionId']!r} has no recorded sha256, so it cannot be verified"
             )
-        return _verifying(response["Body"], key, response["VersionId"], sha256)
+        return _verifying(response["Body"], key, response["VersionId"], sha256 or "", verify)
 
     def presigned_url(self, key: str, *, expires_in: timedelta, version_id: str | None = None) -> str:
         """A time-limited GET link (S3 enforces the expiry; our own code enforces it too, see privacy.access)."""

@@ -93,6 +93,79 @@ def test_a_flipped_byte_fails_verify_and_restore_refuses_naming_the_file(embedde
     assert not target.exists() and not list(tmp_path.glob(".restore-*"))
 
 
+def _stored_blob(platform: Platform, key: str, version_id: str | None = None) -> Path:
+    store = platform.objects
+    assert isinstance(store, LocalObjectStore)
+    return store._key_dir(key) / f"{(version_id or store.head(key).version_id)}.blob"
+
+
+@pytest.mark.parametrize("damage", ["truncated by a byte", "cut after its first chunk", "a byte appended",
+                                    "the header flipped", "the last tag flipped"])
+def test_a_restore_authenticates_every_byte_without_the_objects_sha256(embedded: Platform, tmp_path: Path,
+                                                                      damage: str) -> None:
+    # A restore reads the sealed object unhashed (its GCM tags are the check): each kind of damage
+    # must still be refused by name, with nothing placed, and verify still fails it too.
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
+    blob = _stored_blob(embedded, result["location"])
+    data = bytearray(blob.read_bytes())
+    if damage == "truncated by a byte":
+        data = data[:-1]
+    elif damage == "cut after its first chunk":
+        data = data[:len(data) // 2] if len(data) < 2 * bk.CHUNK_BYTES else data[:bk.CHUNK_BYTES]
+    elif damage == "a byte appended":
+        data += b"\0"
+    elif damage == "the header flipped":
+        data[12] ^= 0x01
+    else:
+        data[-1] ^= 0x01
+    blob.write_bytes(bytes(data))
+    target = tmp_path / "restored.sqlite3"
+    with pytest.raises(bk.BackupIntegrityError) as raised:
+        bk.restore(embedded, utcnow(), target, operator=OPERATOR)
+    assert result["location"] in str(raised.value) and "refused" in str(raised.value)
+    assert not target.exists() and not list(tmp_path.glob(".restore-*"))
+    with pytest.raises(bk.BackupIntegrityError):
+        bk.verify_backup(embedded, result["backup_id"])
+
+
+def test_another_backups_object_in_its_place_is_refused_by_restore_and_verify(embedded: Platform,
+                                                                             tmp_path: Path) -> None:
+    # Sealed under the same key, the other object authenticates chunk by chunk; its header names it.
+    first = bk.run_backup(embedded, "full", operator=OPERATOR)
+    time.sleep(0.01)
+    second = bk.run_backup(embedded, "full", operator=OPERATOR)
+    _stored_blob(embedded, first["location"]).write_bytes(_stored_blob(embedded, second["location"]).read_bytes())
+    target = tmp_path / "restored.sqlite3"
+    at = datetime.fromisoformat(first["snapshot_at"]) + timedelta(microseconds=1)
+    assert at < datetime.fromisoformat(second["snapshot_at"])
+    with pytest.raises(bk.BackupIntegrityError, match=f"holds backup {second['backup_id']}") as raised:
+        bk.restore(embedded, at, target, operator=OPERATOR)
+    assert first["location"] in str(raised.value) and not target.exists()
+    with pytest.raises(bk.BackupIntegrityError, match="corrupt"):
+        bk.verify_backup(embedded, first["backup_id"])
+
+
+def test_a_restore_leaves_the_objects_hash_to_verify(embedded: Platform, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    result = bk.run_backup(embedded, "full", operator=OPERATOR)
+    opened: list[bool] = []
+    real_open = LocalObjectStore.open
+
+    def recording_open(self: LocalObjectStore, key: str, version_id: str | None = None, *, verify: bool = True):
+        if key == result["location"]:
+            opened.append(verify)
+        return real_open(self, key, version_id, verify=verify)
+
+    monkeypatch.setattr(LocalObjectStore, "open", recording_open)
+    restored = bk.restore(embedded, utcnow(), tmp_path / "restored.sqlite3", operator=OPERATOR)
+    verified = bk.verify_backup(embedded, result["backup_id"])
+    assert opened == [False, True]
+    assert "sha256" not in {c["name"] for c in restored["checks"]}
+    assert "sha256" in {c["name"] for c in verified["checks"]}
+    with sqlite3.connect(tmp_path / "restored.sqlite3") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
 def test_a_wrong_master_key_fails_verify_and_restore_refuses_naming_the_file(sqlite_platform: Platform,
                                                                             tmp_path: Path) -> None:
     result = bk.run_backup(sqlite_platform, "full", operator=OPERATOR)

@@ -322,8 +322,13 @@ def test_open_streams_the_same_bytes(store: ObjectStore) -> None:
         assert stream.read() == b"first version"
     with store.open("k") as stream:
         assert stream.read(3) == b"012"
+    with store.open("k", verify=False) as stream:  # the same bytes, the caller authenticating them
+        unverified = bytearray(10_000)
+        assert stream.readinto(unverified) == 10_000 and not stream.read()
+    with store.open("k", old.version_id, verify=False) as stream:
+        assert stream.read() == b"first version"
 
-    assert b"".join(pieces) == b"0123456789" * 1000
+    assert b"".join(pieces) == b"0123456789" * 1000 == unverified
 
 
 def test_unicode_keys(store: ObjectStore) -> None:
@@ -410,6 +415,17 @@ def test_local_corrupt_blob_is_an_integrity_error_naming_the_key(tmp_path: Path)
     with store.open("docs/a.txt") as stream, pytest.raises(IntegrityError, match="'docs/a.txt'"):
         stream.read()
     assert store.head("docs/a.txt") == version
+
+
+def test_local_open_without_verify_leaves_the_check_to_the_caller(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path / "objects")
+    version = store.put("docs/a.txt", b"original")
+    (blob,) = (tmp_path / "objects").rglob(f"{version.version_id}.blob")
+    blob.write_bytes(b"tampered")
+    with store.open("docs/a.txt", verify=False) as stream:
+        assert stream.read() == b"tampered"
+    with store.open("docs/a.txt") as stream, pytest.raises(IntegrityError, match="is corrupt"):
+        stream.read()
 
 
 def test_local_crash_leftovers_are_invisible_and_swept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
