@@ -170,8 +170,9 @@ def search(
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     with open_platform() as platform:
+        # One query, then the process exits: nothing to prewarm indexes for.
         service = SearchService(platform.vectors, platform.cache, principal=resolve(platform, _operator(as_, platform)),
-                                db=platform.db)
+                                db=platform.db, prewarm=False)
         page = service.search(SearchRequest(
             organization_id=org, query=query, mode=mode, capsule_ids=tuple(capsule or ()),
             content_types=tuple(content_type or ()), created_from=aware(created_from), created_to=aware(created_to),
@@ -786,7 +787,8 @@ def _sample_search(platform: Platform, spec: Any) -> dict[str, Any]:
     from encaptio_data.authz import system_principal
 
     labelled = next(q for q in generate(spec).queries if q.capsule_id is None)
-    page = SearchService(platform.vectors, platform.cache, principal=system_principal("demo"), db=platform.db).search(
+    page = SearchService(platform.vectors, platform.cache, principal=system_principal("demo"), db=platform.db,
+                         prewarm=False).search(
         SearchRequest(str(labelled.organization_id), labelled.text, limit=3))
     return {"query": labelled.text, "organization_id": str(labelled.organization_id), **page.as_dict()}
 

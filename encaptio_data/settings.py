@@ -33,6 +33,10 @@ class Settings(BaseSettings):
         default=None, description="Directory of a local serving copy of an s3:// LanceDB: searches read it, "
                                   "`encaptio vectors sync` refreshes it; unset means searches read the LanceDB URI.")
     redis_url: str | None = Field(default=None, description="redis://...; unset means an in-process cache.")
+    search_prewarm: bool = Field(
+        default=True, description="Load the search indexes into the process's index cache in the background when "
+                                  "a search service first sees them (~0.5 GiB at 1M chunks); false leaves them to "
+                                  "be read on demand by the first queries.")
     embedder: Literal["onnx-int8", "torch"] = Field(
         default="onnx-int8",
         description="Encoder of all-MiniLM-L6-v2: onnx-int8 (int8 ONNX export run by onnxruntime, ~2.8x faster on CPU, "

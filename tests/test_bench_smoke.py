@@ -51,6 +51,7 @@ def test_search_bench_returns_every_section(bench_dir: Path) -> None:
     assert 0.0 <= result["recall_at_10"] <= 1.0
     assert {"cpu_model", "cores", "ram_gib", "python", "lancedb"} <= result["machine"].keys()
     assert {"p50_ms", "p95_ms"} <= result["cached"].keys()
+    assert result["new_service_first_query"]["n"] == 20 and result["prewarm_seconds"] >= 0
     assert result["fresh_rows"]["rows_added"] == 300 and "p95_ms" in result["fresh_rows"]["fulltext"]
     assert result["index"]["query"]["depth"] == 100 and "dataset" in result["build_seconds"]
 

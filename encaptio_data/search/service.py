@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections.abc import Sequence
@@ -56,7 +57,9 @@ from encaptio_data.content.embedding import Embedder, check_corpus_model, load_q
 from encaptio_data.db.enums import ContentType
 from encaptio_data.db.session import Database
 from encaptio_data.errors import InvalidInputError, NotFoundError
-from encaptio_data.search.index import open_chunks_table
+from encaptio_data.search.datasets import SHARED as SHARED_DATASETS
+from encaptio_data.search.index import CHUNKS_TABLE, open_chunks_table
+from encaptio_data.settings import get_settings
 from encaptio_data.stores.cache import Cache, get_json, set_json
 from encaptio_data.stores.vector_replica import serving_store
 from encaptio_data.stores.vectors import VectorStore
@@ -258,6 +261,12 @@ class SearchPage:
         return asdict(self)
 
 
+def _table_location(vectors: VectorStore) -> str:
+    """The chunk table's dataset path: the key its shared dataset is kept under."""
+    uri = vectors.uri if "://" in vectors.uri else os.path.abspath(vectors.uri)
+    return f"{uri.rstrip('/')}/{CHUNKS_TABLE}.lance"
+
+
 @lru_cache(maxsize=4096)
 def _query_vector(embedder: Embedder, text: str) -> np.ndarray:
     return embedder.encode([text])[0]
@@ -268,7 +277,10 @@ class SearchService:
 
     def __init__(self, vectors: VectorStore, cache: Cache | None = None, *, principal: Principal, db: Database,
                  embedder: Embedder | None = None, depth: int = DEFAULT_DEPTH, nprobes: int = DEFAULT_NPROBES,
-                 refine_factor: int | None = None) -> None:
+                 refine_factor: int | None = None, prewarm: bool | None = None) -> None:
+        """prewarm: load the indexes into the process's shared index cache in the background
+        (``search.datasets``); default the ENCAPTIO_SEARCH_PREWARM setting. One-shot processes
+        (a CLI search) pass False."""
         if not isinstance(principal, Principal):
             raise TypeError("SearchService needs a resolved authz.Principal (authz.resolve or authz.system_principal)")
         self.principal = principal
@@ -278,7 +290,8 @@ class SearchService:
         self._cache = cache
         self._embedder = embedder
         self._table: lancedb.table.Table | None = None
-        self._snapshot: lance.LanceDataset | None = None
+        self._location = _table_location(self._vectors)
+        self._prewarm = get_settings().search_prewarm if prewarm is None else prewarm
         self.depth = depth
         self.nprobes = nprobes
         self.refine_factor = refine_factor
@@ -304,15 +317,9 @@ class SearchService:
         Rows committed by any writer are seen by the next query (the check reads the table's
         latest version number, ~15 us on a local directory); a query that runs two scans
         (hybrid) runs both on the one snapshot it was given, so their row addresses agree.
+        Every service of the process shares the dataset and its caches (``search.datasets``).
         """
-        current = self._snapshot
-        if current is None:
-            current = self.table.to_lance()
-        latest = current.latest_version
-        if latest != current.version:
-            current = current.checkout_version(latest)
-        self._snapshot = current
-        return current
+        return SHARED_DATASETS.latest(self._location, lambda: self.table.to_lance(), prewarm=self._prewarm)
 
     def search(self, request: SearchRequest) -> SearchPage:
         started = time.perf_counter()
