@@ -36,8 +36,10 @@ import pyarrow as pa
 from encaptio_data.content.embedding import DIMENSION, Embedder
 from encaptio_data.search.index import chunk_table
 
-# Bump when the generator changes what it writes, so cached datasets are rebuilt (2: the card column).
-DATASET_VERSION = 2
+# Bump when the generator changes what it writes, or how the table it writes is laid out, so
+# cached datasets are rebuilt (2: the card column; 3: rows stored by organization, as
+# build_indexes now lays out rows no index covers yet).
+DATASET_VERSION = 3
 _CONTENT_TYPES = np.array(["pdf", "document", "markdown", "html", "text"])
 _CONTENT_TYPE_WEIGHTS = np.array([0.35, 0.15, 0.2, 0.15, 0.15])
 _START = datetime(2024, 11, 1, tzinfo=UTC)

@@ -9,14 +9,15 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import lancedb
 import numpy as np
 import pytest
 
 from encaptio_data.search import index as index_module
-from encaptio_data.search.index import (MAX_VECTOR_DELTAS, SCHEMA, build_indexes, chunk_batch, optimize,
-                                        vector_partitions, vector_segments)
+from encaptio_data.search.index import (CLUSTER_KEYS, MAX_VECTOR_DELTAS, SCHEMA, build_indexes, chunk_batch,
+                                        cluster_fresh_rows, optimize, vector_partitions, vector_segments)
 
 ORG = str(uuid.UUID(int=1))
 MIN_ROWS = 400  # a small vector-index threshold so the test trains real IVF indexes in seconds
@@ -102,6 +103,114 @@ def test_rebuild_rebuilds_every_index(table: lancedb.table.Table) -> None:
     assert len(report.built) == 7
 
 
+ORGS = [str(uuid.UUID(int=100 + n)) for n in range(3)]
+
+
+def _add_interleaved(table: lancedb.table.Table, start: int, count: int, seed: int) -> None:
+    """Rows of three organizations in arrival order: each content item's organization drawn at random."""
+    rng = np.random.default_rng(seed)
+    rows, vectors = _rows(start, count, rng)
+    owners = rng.choice(ORGS, size=count // 10 + 1)
+    for row in rows:
+        row["organization_id"] = str(owners[int(row["content_id"][-4:], 16) % len(owners)])
+    table.add(chunk_batch(rows, vectors))
+
+
+def _layout(table: lancedb.table.Table) -> list[tuple]:
+    """The table's rows in storage order, by their clustering keys."""
+    keys = table.to_lance().to_table(columns=list(CLUSTER_KEYS)).to_pylist()
+    return [tuple(row[key] for key in CLUSTER_KEYS) for row in keys]
+
+
+def _contents(table: lancedb.table.Table) -> dict[str, tuple]:
+    rows = table.to_lance().to_table(columns=["id", "organization_id", "text", "card", "vector"]).to_pylist()
+    return {row["id"]: (row["organization_id"], row["text"], row["card"], tuple(row["vector"])) for row in rows}
+
+
+def test_fresh_rows_are_stored_by_organization_and_nothing_else_changes(tmp_path: Path, large: None,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first build stores rows by organization, capsule, content item and chunk; the rows,
+    their vectors and cards are the same, and BM25 scores what an unclustered copy scores."""
+    clustered = lancedb.connect(tmp_path / "a").create_table("chunks", schema=SCHEMA)
+    unclustered = lancedb.connect(tmp_path / "b").create_table("chunks", schema=SCHEMA)
+    for batch in range(3):
+        for table in (clustered, unclustered):
+            _add_interleaved(table, batch * 200, 200, seed=batch)
+    before = _contents(clustered)
+    assert _layout(clustered) != sorted(_layout(clustered))
+    report = build_indexes(clustered, vector_index_min_rows=MIN_ROWS)
+    assert report.clustered_rows == 600 and report.unindexed_rows == 0
+    assert _layout(clustered) == sorted(_layout(clustered))
+    assert _contents(clustered) == before
+    for name in ("text_idx", "vector_idx", "organization_id_idx"):
+        assert clustered.index_stats(name).num_unindexed_rows == 0, name
+    monkeypatch.setattr(index_module, "cluster_fresh_rows", lambda table, **_: 0)
+    build_indexes(unclustered, vector_index_min_rows=MIN_ROWS)
+    assert _layout(unclustered) != sorted(_layout(unclustered))
+
+    def scores(table: lancedb.table.Table, org: str) -> list[tuple[str, float]]:
+        rows = (table.search("word7 common", query_type="fts").where(f"organization_id = '{org}'", prefilter=True)
+                .select(["id", "_score"]).limit(30).to_list())
+        return sorted((row["id"], round(row["_score"], 5)) for row in rows)
+
+    for org in ORGS:
+        assert scores(clustered, org) == scores(unclustered, org) != []
+
+
+def test_indexed_rows_stay_where_they_are_and_new_ones_are_clustered(table: lancedb.table.Table,
+                                                                     large: None) -> None:
+    """Maintenance moves only rows no index covers yet: the indexes keep covering every row with
+    nothing rebuilt, and a second run finds nothing to move."""
+    _add_interleaved(table, 0, 500, seed=1)
+    build_indexes(table, vector_index_min_rows=MIN_ROWS)
+    indexed = _layout(table)
+    _add_interleaved(table, 500, 150, seed=2)
+    _add_interleaved(table, 650, 50, seed=3)
+    before = _contents(table)
+    maintenance = optimize(table)
+    assert maintenance["clustered_rows"] == 200
+    layout = _layout(table)
+    assert layout[:500] == indexed and layout[500:] == sorted(layout[500:])
+    assert _contents(table) == before
+    assert build_indexes(table, vector_index_min_rows=MIN_ROWS).built == []
+    assert vector_segments(table) == [22, 22]
+    for name in ("text_idx", "vector_idx", "id_idx", "organization_id_idx", "capsule_id_idx"):
+        assert table.index_stats(name).num_unindexed_rows == 0, name
+    assert cluster_fresh_rows(table) == 0
+
+
+def test_rows_already_in_order_are_not_rewritten(table: lancedb.table.Table) -> None:
+    _add_interleaved(table, 0, 100, seed=1)
+    assert cluster_fresh_rows(table) == 100
+    version = table.version
+    assert cluster_fresh_rows(table) == 0 and table.version == version
+
+
+def test_a_write_racing_the_rewrite_is_kept(table: lancedb.table.Table, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delete of a row being moved wins: the rewrite is dropped (nothing moves, the row stays
+    deleted) and the next run clusters; an append meanwhile is kept beside the moved rows."""
+    import lance
+
+    _add_interleaved(table, 0, 120, seed=1)
+    _add_interleaved(table, 120, 120, seed=2)
+    commit = lance.LanceDataset.commit
+
+    def racing(write: Any) -> Any:
+        def commit_after(*args: Any, **kwargs: Any) -> Any:
+            write()
+            return commit(*args, **kwargs)
+        return commit_after
+
+    monkeypatch.setattr(lance.LanceDataset, "commit", racing(lambda: table.delete("id = 'chunk-000007'")))
+    assert cluster_fresh_rows(table) == 0
+    assert len(_contents(table)) == 239 and "chunk-000007" not in _contents(table)
+    monkeypatch.setattr(lance.LanceDataset, "commit", racing(lambda: _add_interleaved(table, 900, 30, seed=3)))
+    assert cluster_fresh_rows(table) == 239
+    rows = _contents(table)
+    assert len(rows) == 269 and {f"chunk-{i:06d}" for i in range(900, 930)} <= rows.keys()
+    assert "chunk-000007" not in rows
+
+
 def test_below_the_threshold_there_is_no_vector_index(table: lancedb.table.Table) -> None:
     _add(table, 0, 100, seed=1)
     report = build_indexes(table, vector_index_min_rows=MIN_ROWS)
@@ -155,7 +264,8 @@ def test_a_small_table_gets_fresh_bm25_statistics(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sort", ["relevance", "newest"])
-def test_ties_are_ordered_by_chunk_id_whatever_the_row_order(tmp_path: Path, sort: str) -> None:
+def test_ties_are_ordered_by_chunk_id_whatever_the_row_order(tmp_path: Path, sort: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """Rows that tie (same text, same score; same created_at for the date sort) come back in
     chunk-id order on two instances that stored them in opposite orders, with and without the
     cache, and the pages of one list neither repeat nor skip a chunk."""
@@ -166,6 +276,9 @@ def test_ties_are_ordered_by_chunk_id_whatever_the_row_order(tmp_path: Path, sor
     from encaptio_data.stores.vectors import LocalVectorStore
 
     searcher = Principal("system:test-search", (Grant(frozenset({Permission.SEARCH_ORG}), None),), system=True)
+    # Clustering would store both instances' rows in one order; this is about rows stored in
+    # different orders, as on two instances whose rows were indexed in different batches.
+    monkeypatch.setattr(index_module, "cluster_fresh_rows", lambda table, **_: 0)
     rows, vectors = _rows(0, 23, np.random.default_rng(1))
     for row in rows:
         row["text"], row["created_at"] = "the same tied words", datetime(2026, 1, 1, tzinfo=UTC)

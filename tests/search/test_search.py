@@ -166,6 +166,11 @@ def test_pages_of_a_cached_list_survive_compaction(built: tuple[Platform, Corpus
     assert first.total_candidates > 10 and not first.cached
     table = open_chunks_table(platform.vectors)
     rows_before = {r["_rowid"]: r["id"] for r in table.search().select(["id"]).with_row_id(True).to_arrow().to_pylist()}
+    # The pipeline leaves one compact fragment per batch, stored by organization; another
+    # organization's row written again leaves two small fragments for compaction to merge.
+    other = table.search().where(f"organization_id != '{_org(corpus)}'").limit(1).to_arrow()
+    table.delete(f"id = '{other.column('id')[0].as_py()}'")
+    table.add(other)
     table.to_lance().optimize.compact_files()
     table.checkout_latest()
     rows_after = {r["_rowid"]: r["id"] for r in table.search().select(["id"]).with_row_id(True).to_arrow().to_pylist()}
