@@ -172,13 +172,16 @@ RETRAIN_PARTITION_GROWTH = 1.5
 # tables fold new rows in incrementally and accept the drift.
 FULLTEXT_REBUILD_MAX_ROWS = 200_000
 # Rows are kept grouped by organization, because every query filters on one: BM25 with the
-# organization prefilter ran 40 % faster at p95 over the 1M bench rows sorted by organization
-# than over the same rows in arrival order, where organizations interleave (docs/benchmarks.md,
-# "Rows clustered by organization"). Lance keeps rows in the order they were written and its
-# compaction keeps that order, so `cluster_fresh_rows` orders them before the indexes take them
-# in, this many rows at a time (memory: ~3.5 KB a row, read whole). Within an organization,
-# a capsule's and a content item's chunks stay together, in chunk order.
-CLUSTER_GROUP_ROWS = 200_000
+# organization prefilter ran 32-40 % faster at p95 over the 1M bench rows grouped by
+# organization (in batches of 10k-200k rows) than over the same rows in arrival order, where
+# organizations interleave (docs/benchmarks.md, "Rows stored by organization"). Lance keeps rows
+# in the order they were written and its compaction keeps that order, so `cluster_fresh_rows`
+# orders them before the indexes take them in, up to this many rows per rewrite (Lance's own
+# target fragment size). Within an organization, a capsule's and a content item's chunks stay
+# together, in chunk order.
+CLUSTER_GROUP_ROWS = 1_000_000
+# Rows are copied in this many at a time, so memory holds the sort keys and one batch, not the group.
+CLUSTER_COPY_ROWS = 8_192
 CLUSTER_KEYS = ("organization_id", "capsule_id", "content_id", "chunk_index")
 # Each optimize() adds the new rows as one more segment of the vector index (see optimize);
 # a query probes every segment, so past this many the index is retrained into one.
@@ -215,6 +218,17 @@ def _fragment_groups(fragments: Sequence[lance.LanceFragment], max_rows: int) ->
     return groups
 
 
+def _rows_at(dataset: lance.LanceDataset, addresses: Sequence[int]) -> pa.RecordBatchReader:
+    """The rows at these addresses, in this order, read a batch at a time."""
+
+    def batches() -> Iterable[pa.RecordBatch]:
+        for start in range(0, len(addresses), CLUSTER_COPY_ROWS):
+            # pylance's take by row id (pinned; see search/service.py `_take`): rows in the order asked.
+            yield from dataset._take_rows(addresses[start:start + CLUSTER_COPY_ROWS]).to_batches()
+
+    return pa.RecordBatchReader.from_batches(dataset.schema, batches())
+
+
 def cluster_fresh_rows(table: lancedb.table.Table, *, group_rows: int = CLUSTER_GROUP_ROWS) -> int:
     """Rewrite the fragments no index covers yet with their rows in ``CLUSTER_KEYS`` order.
 
@@ -234,14 +248,15 @@ def cluster_fresh_rows(table: lancedb.table.Table, *, group_rows: int = CLUSTER_
     fresh = [fragment for fragment in dataset.get_fragments() if fragment.fragment_id not in covered]
     rewrites, moved = [], 0
     for group in _fragment_groups(fresh, group_rows):
-        keys = dataset.scanner(fragments=group, columns=list(CLUSTER_KEYS)).to_table()
+        keys = dataset.scanner(fragments=group, columns=list(CLUSTER_KEYS), with_row_address=True).to_table()
         order = pc.sort_indices(keys, sort_keys=[(key, "ascending") for key in CLUSTER_KEYS])
         if pc.all(pc.equal(order, pa.array(np.arange(len(order), dtype=np.uint64)))).as_py() in (True, None):
             continue  # in order already (or empty): nothing to gain from rewriting it
-        rows = dataset.scanner(fragments=group).to_table().take(order)
-        written = lance.fragment.write_fragments(rows, dataset, schema=dataset.schema, max_rows_per_file=group_rows)
+        addresses = keys.column("_rowaddr").take(order).to_pylist()
+        written = lance.fragment.write_fragments(_rows_at(dataset, addresses), dataset, schema=dataset.schema,
+                                                 max_rows_per_file=group_rows)
         rewrites.append(lance.LanceOperation.RewriteGroup([fragment.metadata for fragment in group], written))
-        moved += rows.num_rows
+        moved += len(addresses)
     if not rewrites:
         return 0
     try:

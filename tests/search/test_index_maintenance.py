@@ -179,6 +179,19 @@ def test_indexed_rows_stay_where_they_are_and_new_ones_are_clustered(table: lanc
     assert cluster_fresh_rows(table) == 0
 
 
+def test_fragments_are_ordered_group_by_group_a_batch_at_a_time(table: lancedb.table.Table,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(index_module, "CLUSTER_COPY_ROWS", 7)
+    for batch in range(4):
+        _add_interleaved(table, batch * 60, 60, seed=batch)
+    before = _contents(table)
+    assert cluster_fresh_rows(table, group_rows=130) == 240
+    layout = _layout(table)
+    assert [len(fragment.to_table()) for fragment in table.to_lance().get_fragments()] == [120, 120]
+    assert layout[:120] == sorted(layout[:120]) and layout[120:] == sorted(layout[120:]) and layout != sorted(layout)
+    assert _contents(table) == before
+
+
 def test_rows_already_in_order_are_not_rewritten(table: lancedb.table.Table) -> None:
     _add_interleaved(table, 0, 100, seed=1)
     assert cluster_fresh_rows(table) == 100
