@@ -240,7 +240,8 @@ def cluster_fresh_rows(table: lancedb.table.Table, *, group_rows: int = CLUSTER_
     Committed as a Lance rewrite of those fragments, the operation compaction commits: rows
     appended meanwhile are kept, and a delete or update of a row being moved makes the commit
     fail rather than be lost; then nothing moves and the next run tries again. A crash before the
-    commit leaves only unreferenced files, which version cleanup removes.
+    commit leaves only unreferenced files, which version cleanup removes once they are a week old
+    (Lance's guard for writes in flight).
     """
     dataset = table.to_lance()
     covered = {fragment for index in dataset.describe_indices() for segment in index.segments
