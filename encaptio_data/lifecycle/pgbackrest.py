@@ -31,10 +31,10 @@ How the pieces fit
   S3 repo2 without bucket replication); in production with S3 on both sides, put a replication
   rule on repo1's bucket for its ``backup/`` prefix and use ``"backup"`` only without one.
 
-Production S3 repository (pgBackRest 2.45)
-------------------------------------------
-pgBackRest 2.45 speaks only HTTPS to S3, so the test suite's repo2 is a posix directory
-(moto serves plain HTTP). In production repo2 is an S3 bucket in another region; replace the
+Production S3 repository
+-------------------------
+pgBackRest before 2.58 speaks only HTTPS to S3 (``scripts/install-pgbackrest`` installs 2.55.1,
+Debian 13's package), so the test suite's repo2 is a posix directory (moto serves plain HTTP). In production repo2 is an S3 bucket in another region; replace the
 ``repo2-path`` line this module writes with::
 
     repo2-type=s3
@@ -654,8 +654,10 @@ class PgBackRest:
     def verify(self, repo: int = 1) -> dict[str, Any]:
         """`pgbackrest verify`: every backup file and WAL segment of the repository re-read and checked.
 
-        pgBackRest 2.45 exits 0 even when it finds damage, and names the damaged files only in
-        its info log; so both are read here and the damaged files returned by name.
+        pgBackRest (2.45 and 2.55 alike) exits 0 even when it finds damage, and names the
+        damaged files only in its info log; so both are read here and the damaged files returned
+        by name. 2.55 names a damaged bundle by its repository file (``LABEL/bundle/N``); 2.45
+        named the cluster file inside it.
         """
         result = self.run(f"--repo={repo}", "--output=text", "--verbose", "--log-level-console=detail", "verify",
                           timeout=6 * 3600)
