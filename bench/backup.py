@@ -46,6 +46,7 @@ import pwd
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -190,7 +191,7 @@ def _postgres(size_mb: int, data_dir: Path, progress: ProgressCallback, dataset:
         theirs_restore = min(restores.values())
         result = {
             "dataset": dataset, "database_mb": round(database_bytes / 1024 / 1024, 1), "rows": rows,
-            "generate_seconds": generate_seconds,
+            "generate_seconds": generate_seconds, "pgbackrest_version": _pgbackrest_version(),
             "theirs": {"pg_dump_seconds": dump_seconds, "dump_mb": round(dump_bytes / 1024 / 1024, 1),
                        "pg_restore_seconds": restores["plain"], "pg_restore_j2_seconds": restores["jobs_2"],
                        "pg_basebackup_seconds": basebackup_seconds,
@@ -241,6 +242,12 @@ def _postgres(size_mb: int, data_dir: Path, progress: ProgressCallback, dataset:
         if cluster is not None:
             cluster.stop(mode="immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _pgbackrest_version() -> str:
+    # 2.45 and 2.54+ differ by ~1.6 s per backup (docs/operations.md): results must say which ran.
+    printed = subprocess.run(["pgbackrest", "version"], capture_output=True, text=True, check=True).stdout
+    return printed.strip().removeprefix("pgBackRest ")
 
 
 def _manifest_copies(platform: Any, backup_id: str) -> list[dict[str, Any]]:

@@ -31,6 +31,7 @@ def test_backup_bench_measures_both_sides_on_the_same_database(tmp_path: Path) -
     json.dumps(result)
     postgres = result["postgresql"]
     assert postgres["dataset"] == "realistic" and postgres["rows"] > 0 and messages
+    assert postgres["pgbackrest_version"][0].isdigit()
     assert postgres["theirs"]["pg_dump_seconds"] > 0 and postgres["theirs"]["pg_restore_j2_seconds"] > 0
     assert postgres["ours"]["restore_checks_passed"] and postgres["drill"]["passed"]
     assert set(postgres["ratios"]) == {"backup_vs_pg_dump", "backup_and_manifest_vs_pg_dump",
