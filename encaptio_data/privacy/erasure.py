@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,7 +29,7 @@ from encaptio_data.db.models import Base, DataSubjectRequest, ErasureLedger, Leg
 from encaptio_data.content.files import open_file
 from encaptio_data.content.uploads import UPLOADS_PREFIX
 from encaptio_data.errors import EncaptioError
-from encaptio_data.keys import KeyDestroyedError, KeyStore
+from encaptio_data.keys import STREAM_CHUNK_BYTES, KeyDestroyedError, KeyStore
 from encaptio_data.lifecycle.archive import erase_from_archive
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.access import EXPORTS_PREFIX
@@ -271,16 +271,35 @@ def _scan_objects(platform: Platform, needles: list[str], scanned: dict[str, int
         scanned["object_versions"] = scanned.get("object_versions", 0) + 1
         if version.is_delete_marker:
             continue
+        encoded = [needle.encode() for needle in needles]
+        held = any(n in version.key.encode() or n in repr(version.metadata).encode() for n in encoded)
         try:
             with open_file(platform.objects, keys, version.key, version.version_id) as stream:
-                data = stream.read()
-        except KeyDestroyedError:  # its name and metadata are still scanned
+                held = held or stream_holds(stream, encoded)
+        except KeyDestroyedError:  # its name and metadata are scanned above
             scanned["shredded_object_versions"] = scanned.get("shredded_object_versions", 0) + 1
-            data = b""
-        haystack = data + version.key.encode() + repr(version.metadata).encode()
-        if any(needle.encode() in haystack for needle in needles):
+        if held:
             findings.append(f"object {version.key} (version {version.version_id}) still holds an identifier")
     return findings
+
+
+def stream_holds(stream: BinaryIO, needles: list[bytes], chunk_bytes: int = STREAM_CHUNK_BYTES) -> bool:
+    """Whether any needle occurs in the stream, read chunk_bytes at a time.
+
+    Object versions and files can be far larger than memory, and a verification scans every
+    one of them: each chunk is searched with the last bytes of the one before it, so a needle
+    split across two reads is still found, and memory stays at one chunk whatever the size.
+    """
+    if not needles:
+        return False
+    overlap = max(map(len, needles)) - 1
+    carried = b""
+    while piece := stream.read(chunk_bytes):
+        window = carried + piece
+        if any(needle in window for needle in needles):
+            return True
+        carried = window[len(window) - overlap:] if overlap else b""
+    return False
 
 
 def _scan_vectors(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
@@ -316,10 +335,11 @@ def scan_directory(root: Path, needles: list[str], scanned: dict[str, int], *, s
         for name in files:
             path = Path(directory) / name
             try:
-                data = path.read_bytes()
+                with open(path, "rb") as file:
+                    held = stream_holds(file, encoded)
             except OSError:
                 continue
             scanned["files"] = scanned.get("files", 0) + 1
-            if any(needle in data for needle in encoded):
+            if held:
                 findings.append(f"file {path.relative_to(root)} still holds an identifier")
     return findings
