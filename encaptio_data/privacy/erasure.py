@@ -248,9 +248,13 @@ def _scan_database(platform: Platform, needles: list[str], scanned: dict[str, in
             sealed = sealed_columns(table)
             text_columns = [c for c in table.columns if c not in sealed
                             and (isinstance(c.type, (sa.String, sa.Text, sa.JSON)) or c.name == "id")]
-            for needle in needles if text_columns else ():
-                conditions = [sa.cast(c, sa.Text).contains(needle, autoescape=True) for c in text_columns]
-                if conn.execute(sa.select(sa.func.count()).select_from(table).where(sa.or_(*conditions))).scalar():
+            if text_columns and needles:
+                # One pass over the table for every needle and column: on a large table each
+                # LIKE '%...%' is a full scan, and an erasure has several identifiers.
+                conditions = [sa.cast(c, sa.Text).contains(needle, autoescape=True)
+                              for needle in needles for c in text_columns]
+                held = sa.select(sa.literal(1)).select_from(table).where(sa.or_(*conditions)).limit(1)
+                if conn.execute(held).first() is not None:
                     findings.append(f"database table {table.name} still holds an identifier")
             if sealed:
                 for row in conn.execute(sa.select(*sealed)):

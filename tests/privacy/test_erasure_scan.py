@@ -4,11 +4,13 @@ an identifier that straddles two reads."""
 from __future__ import annotations
 
 import io
+import uuid
 from pathlib import Path
 
 from encaptio_data.keys import STREAM_CHUNK_BYTES
 from encaptio_data.platform import Platform
 from encaptio_data.privacy.erasure import scan_directory, stream_holds, verify_erased
+from tests.privacy.conftest import plant
 
 NEEDLE = "canary-4f1d9e2a"
 
@@ -62,3 +64,17 @@ def test_an_object_version_larger_than_a_read_is_reported(platform: Platform) ->
     assert len(objects) == 1 and "uploads/large/blob.bin" in objects[0]
     platform.objects.delete_all_versions("uploads/large/blob.bin")
     assert not [f for f in verify_erased(platform, None, [NEEDLE]).findings if f.startswith("object ")]
+
+
+def test_each_needle_is_found_in_its_own_table_in_the_one_pass_per_table(platform: Platform) -> None:
+    victim = plant(platform, "scan")
+    absent = f"absent-{uuid.uuid4().hex}"
+
+    def tables(needles: list[str]) -> set[str]:
+        findings = verify_erased(platform, None, needles).findings
+        return {f.split()[2] for f in findings if f.startswith("database table")}
+
+    found = tables([absent, f"Notes of {victim.canary}", f"s-{victim.canary}"])
+    assert {"capsules", "interactions", "interaction_events"} <= found
+    assert "users" not in found
+    assert tables([absent]) == set()
