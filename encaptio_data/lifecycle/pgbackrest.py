@@ -34,8 +34,9 @@ How the pieces fit
 Production S3 repository
 -------------------------
 pgBackRest before 2.58 speaks only HTTPS to S3 (``scripts/install-pgbackrest`` installs 2.55.1,
-Debian 13's package), so the test suite's repo2 is a posix directory (moto serves plain HTTP). In production repo2 is an S3 bucket in another region; replace the
-``repo2-path`` line this module writes with::
+Debian 13's package), so the test suite's repo2 is a posix directory (moto serves plain HTTP).
+In production repo2 is an S3 bucket in another region; replace the ``repo2-path`` line this
+module writes with::
 
     repo2-type=s3
     repo2-path=/encaptio/<stanza>
@@ -651,22 +652,26 @@ class PgBackRest:
             entries = [b for b in entries if b["database"]["repo-key"] == repo]
         return sorted(entries, key=lambda b: (b["timestamp"]["stop"], b["label"]))
 
-    def verify(self, repo: int = 1) -> dict[str, Any]:
-        """`pgbackrest verify`: every backup file and WAL segment of the repository re-read and checked.
+    def verify(self, repo: int = 1, set_label: str | None = None) -> dict[str, Any]:
+        """`pgbackrest verify`: every backup file and WAL segment of the repository re-read and
+        checked; with set_label, only those of that backup set (``--set``): its files, the
+        earlier sets' files it refers to, and the WAL it needs to be consistent.
 
         pgBackRest (2.45 and 2.55 alike) exits 0 even when it finds damage, and names the
         damaged files only in its info log; so both are read here and the damaged files returned
         by name. 2.55 names a damaged bundle by its repository file (``LABEL/bundle/N``); 2.45
         named the cluster file inside it.
         """
-        result = self.run(f"--repo={repo}", "--output=text", "--verbose", "--log-level-console=detail", "verify",
-                          timeout=6 * 3600)
+        scope = [f"--set={set_label}"] if set_label else []
+        result = self.run(f"--repo={repo}", *scope, "--output=text", "--verbose", "--log-level-console=detail",
+                          "verify", timeout=6 * 3600)
         text = result.stdout + result.stderr
         invalid = re.findall(r"(invalid checksum|invalid size|file missing|missing|invalid result)\s*'([^']+)'", text)
         counts = [int(n) for n in re.findall(r"(?:missing|checksum invalid|size invalid|other):\s+(\d+)", text)]
         status = re.search(r"status:\s+(\w+)", text)
         ok = status is not None and status.group(1) == "ok" and not invalid and not any(counts)
-        return {"repo": repo, "passed": ok, "status": status.group(1) if status else "no verify report",
+        return {"repo": repo, "scope": f"set {set_label}" if set_label else "repository", "passed": ok,
+                "status": status.group(1) if status else "no verify report",
                 "invalid_files": [f"{kind}: {path}" for kind, path in invalid],
                 "summary": [line.strip() for line in text.splitlines()
                             if ("backup:" in line or "archiveId" in line) and "INFO" not in line][:20]}

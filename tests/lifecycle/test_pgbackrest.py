@@ -69,6 +69,10 @@ def test_full_and_incremental_backups_verify_and_restore_to_their_manifest(pg_pl
     incremental = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
     # repo2 replicates repo1's sets, incrementals included.
     assert incremental["type"] == "incr" and incremental["repos"] == [1, 2]
+    # The daily full re-reads both whole repositories; an hourly incremental only its own set.
+    assert [v["scope"] for v in full["verify"]] == ["repository", "repository"]
+    assert [v["scope"] for v in incremental["verify"]] == [f"set {incremental['label']}"] * 2
+    assert all(v["passed"] for v in incremental["verify"])
     assert {"backup", "manifest", "verify", "backup_repo1", "replicate_repo2", "wal_archived", "digests",
             "verify_repo1", "verify_repo2"} <= set(full["phases"]) and "backup_repo2" not in full["phases"]
 
@@ -195,6 +199,41 @@ def test_a_damaged_repository_file_fails_verify_and_the_restore_names_it(pg_plat
         victim.write_bytes(original)
         shutil.rmtree(pg_stanza.root / "scratch-damaged", ignore_errors=True)
     assert pg_stanza.stanza.verify(repo=1)["passed"]
+
+
+def _flip_middle_byte(path: Path) -> bytes:
+    original = path.read_bytes()
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    return original
+
+
+def test_an_incremental_set_verify_reads_what_it_refers_to_and_not_older_wal(pg_platform: Platform,
+                                                                             pg_stanza: Stanza) -> None:
+    stanza = pg_stanza.stanza
+    full = bk.run_backup(pg_platform, "full", operator=OPERATOR)
+    incremental = bk.run_backup(pg_platform, "incremental", operator=OPERATOR)
+    # A file of the full that the incremental refers to (unchanged since) is part of its set.
+    full_set = stanza.repo1_path / "backup" / "encaptio_test" / full["label"]
+    referenced = max((p for p in full_set.rglob("*") if p.is_file() and "manifest" not in p.name),
+                     key=lambda p: p.stat().st_size)
+    original = _flip_middle_byte(referenced)
+    try:
+        report = stanza.verify(repo=1, set_label=incremental["label"])
+        assert not report["passed"] and any(full["label"] in f for f in report["invalid_files"]), report
+    finally:
+        referenced.write_bytes(original)
+    # WAL from before the full belongs to no later set: the set's verify passes, the repository's fails.
+    oldest_wal = min(p for p in (stanza.repo1_path / "archive" / "encaptio_test").rglob("0000*") if p.is_file())
+    original = _flip_middle_byte(oldest_wal)
+    try:
+        assert stanza.verify(repo=1, set_label=incremental["label"])["passed"]
+        whole = stanza.verify(repo=1)
+        assert not whole["passed"] and any(oldest_wal.name in f for f in whole["invalid_files"]), whole
+    finally:
+        oldest_wal.write_bytes(original)
+    assert stanza.verify(repo=1)["passed"]
 
 
 def test_live_restore_then_ledger_replay_keeps_erased_subjects_erased(pg_platform: Platform,
