@@ -22,9 +22,10 @@ Measured on that one database:
 * the drill — ``run_drill`` on the same database: two restores, RTO and RPO.
 
 SQLite: a database of ``sqlite_mb`` (platform schema plus a bulk table) backed up with
-sqlite3's backup API (theirs) and with ``run_backup`` (ours, two phases: *backup* = snapshot copy
-through the backup API, AES-256-GCM (every chunk authenticated), stored durably in the object
-store with its sha256; *manifest* = the copy's sha256, integrity check and per-table digests,
+sqlite3's backup API (theirs) and with ``run_backup`` (ours, two phases: *backup* = a consistent
+snapshot (the live file pinned, or where that cannot be had a copy through the backup API; which
+one is reported per round as ``snapshot_method``), AES-256-GCM (every chunk authenticated), stored
+durably in the object store with its sha256; *manifest* = the copy's sha256, integrity check and per-table digests,
 recorded beside it), restored by a file copy and by the backup API into a new file
 (theirs) and by ``restore`` (ours: decrypt, sha256, integrity_check, manifest, ledger replay).
 
@@ -264,8 +265,9 @@ def _span(copy: dict[str, Any]) -> float:
 
 
 def _medians(measured: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per key, the median over rounds (nested dicts, such as phases, key by key)."""
+    """Per key, the median over rounds (nested dicts, such as phases, key by key; text: each value seen)."""
     return {key: _medians([m[key] for m in measured]) if isinstance(value, dict)
+            else ", ".join(sorted({m[key] for m in measured})) if isinstance(value, str)
             else round(statistics.median(m[key] for m in measured), 3) for key, value in measured[0].items()}
 
 
@@ -319,7 +321,7 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
         (root / "ours-restored.sqlite3").unlink()
         for key in (backup["location"], backup["manifest_key"]):
             platform.objects.delete_all_versions(key)
-        return {"backup_seconds": backup["phases"]["backup"], "manifest_seconds": backup["phases"]["manifest"],
+        return {"backup_seconds": backup["phases"]["backup"], "snapshot_method": backup["snapshot_method"], "manifest_seconds": backup["phases"]["manifest"],
                 "backup_and_manifest_seconds": ours_backup, "backup_phases": backup["phases"],
                 "restore_seconds": ours_restore, "restore_rto_seconds": restored["rto_seconds"],
                 "restore_phases": restored["seconds"]}

@@ -76,8 +76,8 @@ class BackupConfig(dg.Config):
     owners=OWNERS,
     kinds={"python", "sqlite", "postgres"},
     description=(
-        "Backups of the relational store. Embedded default: an online SQLite copy (backup API, one read "
-        "transaction), AES-256-GCM under a per-backup data key wrapped by the master key, in the object store "
+        "Backups of the relational store. Embedded default: an online SQLite snapshot (the live file pinned by "
+        "a read transaction no checkpoint writes under, else the backup API), AES-256-GCM under a per-backup data key wrapped by the master key, in the object store "
         "under backups/sqlite/ with a manifest of row counts and digests per table. Production: pgBackRest full "
         "(both repositories) or incremental (repo1) backups with continuous WAL archiving, a named restore point "
         "with its manifest, and `pgbackrest verify` after each backup. Config `kind`: full | incremental."
@@ -99,6 +99,8 @@ def database_backups(context: dg.AssetExecutionContext, config: BackupConfig, da
         "seconds": dg.MetadataValue.float(float(result["seconds"])),
         "phases": dg.MetadataValue.json(result["phases"]),
     }
+    if "snapshot_method" in result:
+        metadata["snapshot_method"] = result["snapshot_method"]
     if "verify" in result:
         metadata["pgbackrest_verify"] = dg.MetadataValue.json(result["verify"])
         metadata["restore_point"] = result["restore_point"]

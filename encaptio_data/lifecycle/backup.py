@@ -3,8 +3,10 @@
 Two engines, one set of functions (``run_backup``, ``list_backups``, ``verify_backup``,
 ``restore``), chosen by the database the platform uses:
 
-* **SQLite (embedded default).** An online copy through SQLite's backup API inside one read
-  transaction (a consistent snapshot; writers keep going), encrypted with AES-256-GCM under a
+* **SQLite (embedded default).** A consistent snapshot taken online (writers keep going): the
+  live file itself, pinned by a read transaction that no checkpoint can write under
+  (``pinned_snapshot``), or where that cannot be had a copy through SQLite's backup API inside
+  one read transaction. It is encrypted with AES-256-GCM on two threads under a
   fresh per-backup data key wrapped by the master key and stored in the object store as
   ``backups/sqlite/<snapshot time>-<id>.db.enc``; then the manifest of the same copy (its
   sha256; integrity check; row count, schema digest and a digest over the rows in primary-key
@@ -60,6 +62,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -103,6 +106,9 @@ _STAMP = "%Y%m%dT%H%M%S.%fZ"
 # How a SQLite manifest digests each table's rows (recorded per table; absent means QUOTED_ROWS).
 COLUMNS = "columns/1"
 QUOTED_ROWS = "quote-rows/1"
+# How a SQLite backup took its snapshot (recorded in its manifest).
+PINNED_FILE = "pinned-file"
+BACKUP_API = "backup-api"
 
 
 class BackupError(EncaptioError):
@@ -151,37 +157,45 @@ def seal(keys: KeyStore, source: BinaryIO, *, label: str, context: dict[str, Any
 
 
 def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any] | None = None,
-              chunk_bytes: int = CHUNK_BYTES, plaintext_digest: Any = None, workers: int = 2) -> BinaryIO:
+              chunk_bytes: int = CHUNK_BYTES, workers: int = 2, length: int | None = None,
+              patches: dict[int, bytes] | None = None, plaintext_copy: int | None = None) -> BinaryIO:
     """``seal`` of a file, its chunks encrypted on `workers` threads: the same layout out.
 
-    The chunks are read by position (the file's size fixes which one is final), encrypted out
-    of order straight into their frames (the envelope of ``keys.encrypt``: magic, nonce,
-    ciphertext and tag) and handed on in order, a few ahead of the reader. The buffers are
-    reused: a frame's buffer goes back to the workers once the reader has copied it out (the
-    stream hands out copies only), and each worker reads its chunks into one buffer of its own;
-    fresh 8 MiB buffers cost page faults that were measured to cost more than the encryption.
-    plaintext_digest (a hashlib object), if given, is fed the chunks in order by a thread of its
-    own. AES-GCM, sha256 and preadv release the GIL, so the object store's own hashing and
-    writing of the output overlap them on 2 cores.
+    The chunks are read by position (the length sealed, by default the file's size, fixes which
+    one is final), encrypted out of order straight into their frames (the envelope of
+    ``keys.encrypt``: magic, nonce, ciphertext and tag) and handed on in order, a few ahead of
+    the reader. The buffers are reused: a frame's buffer goes back to the workers once the reader
+    has copied it out (the stream hands out copies only), and each worker reads its chunks into
+    one buffer of its own; fresh 8 MiB buffers cost page faults that were measured to cost more
+    than the encryption. AES-GCM, preadv and pwrite release the GIL, so the object store's own
+    hashing and writing of the output overlap them on 2 cores.
+
+    length seals only the file's first bytes; patches ({offset: bytes}) replaces bytes of the
+    first chunk in what is sealed (the file is not touched); plaintext_copy, a file descriptor,
+    is written what is sealed, at the same offsets, by the workers.
     """
     data_key, opening, digest = _sealing_header(keys, label, context, chunk_bytes)
     cipher = AESGCM(data_key)
-    size = path.stat().st_size
+    size = path.stat().st_size if length is None else length
     count = max(1, math.ceil(size / chunk_bytes))
+    if patches and any(offset < 0 or offset + len(data) > min(size, chunk_bytes) for offset, data in patches.items()):
+        raise BackupError(f"cannot seal {path}: a patch lies outside its first chunk")
     frame_bytes = _SEALED_AT + chunk_bytes + _TAG_BYTES
     spare_frames: list[bytearray] = []  # list.append and list.pop are atomic
     buffers = threading.local()
 
-    def sealed(fd: int, index: int) -> tuple[bytearray | None, bytearray, int]:
+    def sealed(fd: int, index: int) -> tuple[bytearray, int]:
         length = min(chunk_bytes, size - index * chunk_bytes)
-        if plaintext_digest is None:  # nobody keeps the plaintext: one buffer per worker
-            if getattr(buffers, "plain", None) is None:
-                buffers.plain = bytearray(chunk_bytes)
-            plain = memoryview(buffers.plain)[:length]
-        else:
-            plain = memoryview(bytearray(length))
+        if getattr(buffers, "plain", None) is None:
+            buffers.plain = bytearray(chunk_bytes)
+        plain = memoryview(buffers.plain)[:length]
         if os.preadv(fd, [plain], index * chunk_bytes) != length:
             raise BackupError(f"{path} changed size while it was being sealed")
+        if index == 0:
+            for offset, data in (patches or {}).items():
+                plain[offset:offset + len(data)] = data
+        if plaintext_copy is not None and os.pwrite(plaintext_copy, plain, index * chunk_bytes) != length:
+            raise BackupError(f"the plaintext copy of {path} could not be written (disk full?)")
         final = index == count - 1
         nonce = secrets.token_bytes(envelope.NONCE_BYTES)
         try:
@@ -193,28 +207,21 @@ def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any]
         frame[_FRAME.size:_SEALED_AT] = envelope.ENVELOPE_MAGIC + nonce
         cipher.encrypt_into(nonce, plain, envelope.frame_aad(digest, index, final),
                             memoryview(frame)[_SEALED_AT:used])
-        return (None if plaintext_digest is None else plain.obj), frame, used  # type: ignore[return-value]
+        return frame, used
 
     def pieces() -> Iterator[bytes]:
         fd = os.open(path, os.O_RDONLY)
         try:
-            with ThreadPoolExecutor(max_workers=workers) as pool, ThreadPoolExecutor(max_workers=1) as hasher:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
                 ahead = [pool.submit(sealed, fd, index) for index in range(min(count, workers * 2))]
-                hashed = []
                 yield opening
                 for index in range(count):
-                    chunk, frame, used = ahead.pop(0).result()
+                    frame, used = ahead.pop(0).result()
                     if index + len(ahead) + 1 < count:
                         ahead.append(pool.submit(sealed, fd, index + len(ahead) + 1))
-                    if chunk is not None:
-                        hashed.append(hasher.submit(plaintext_digest.update, chunk))
-                    del chunk
                     yield memoryview(frame)[:used]  # type: ignore[misc]
                     # Resumed: the reader has copied the whole frame out.
                     spare_frames.append(frame)
-                    hashed = [h for h in hashed if not h.done() or h.result()]
-                for pending in hashed:
-                    pending.result()
         finally:
             os.close(fd)
 
@@ -435,6 +442,89 @@ def online_copy(live: Path, destination: Path) -> dict[str, str]:
         source.close()
     os.chmod(destination, 0o600)
     return {"snapshot_at": snapshot_at.isoformat(), "snapshot_confirmed_at": confirmed_at.isoformat()}
+
+
+# Bytes 18 and 19 of a SQLite file, its write and read format versions: 2 in WAL mode, 1 for a
+# rollback journal. A WAL file with nothing left in its log is a rollback-journal file once they
+# read 1 (what PRAGMA journal_mode=DELETE writes), which opens read-only anywhere.
+_ROLLBACK_JOURNAL_VERSIONS = {18: b"\x01\x01"}
+
+
+@dataclass(frozen=True)
+class PinnedSnapshot:
+    """A live WAL database whose file holds a consistent snapshot until the context exits."""
+
+    path: Path
+    length: int  # the snapshot's pages: its page count times its page size
+    snapshot_at: datetime  # every transaction committed before this is in it
+    confirmed_at: datetime  # none committed after this is
+
+
+@contextmanager
+def pinned_snapshot(live: Path, *, attempts: int = 3) -> Iterator[PinnedSnapshot | None]:
+    """Pin the live database file itself as a snapshot, or yield None where that cannot be done.
+
+    Why by hand: SQLite's backup API writes its copy page by page into a second database, and
+    only then can it be encrypted and hashed; the sealing workers read the file directly instead
+    (sqlite_dbpage would be the supported way, but neither Python's sqlite3 nor Debian's SQLite
+    is built with it). It rests on one rule of SQLite's WAL locking (wal.c, walCheckpoint and
+    walTryBeginRead): a reader that starts while the log is completely checkpointed takes read
+    lock 0, reads the database file only, and no checkpoint can write the file while it holds
+    that lock (a checkpoint needs read lock 0 exclusively). Writers go on committing to the log.
+
+    So: hold the write lock for a moment (no commit can land in between), checkpoint the log
+    completely from another connection, start the pinning read transaction, let writers go.
+    The checkpoint falls short only while some reader still needs an older snapshot; after
+    `attempts` tries, or when the database is not in WAL mode, this yields None and the caller
+    copies through the backup API instead.
+    """
+    if not live.exists():
+        raise BackupError(f"SQLite database {live} does not exist")
+    holder = sqlite3.connect(live, timeout=30, isolation_level=None)
+    try:
+        if holder.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            yield None
+            return
+        pinned = None
+        for attempt in range(attempts):
+            if attempt:
+                time.sleep(0.05 * attempt)
+            pinned = _pin(live, holder)
+            if pinned is not None:
+                break
+        if pinned is None:
+            log.info("the log of %s could not be checkpointed completely: copying it through the backup API", live)
+        yield pinned
+    finally:
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
+
+
+def _pin(live: Path, holder: sqlite3.Connection) -> PinnedSnapshot | None:
+    """One try: the snapshot pinned in holder's read transaction, or None (nothing is held)."""
+    writer = sqlite3.connect(live, timeout=30, isolation_level=None)
+    checkpointer = sqlite3.connect(live, timeout=30, isolation_level=None)
+    try:
+        # Most of the log is checkpointed before writers are held, so that holding them waits
+        # only for what was committed in between (a large log takes a while to copy back).
+        checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        writer.execute("BEGIN IMMEDIATE")
+        snapshot_at = utcnow()
+        _busy, frames, checkpointed = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if frames != checkpointed:
+            return None
+        holder.execute("BEGIN")
+        holder.execute("SELECT count(*) FROM sqlite_master").fetchone()  # the read transaction starts here
+        page_count = holder.execute("PRAGMA page_count").fetchone()[0]
+        page_size = holder.execute("PRAGMA page_size").fetchone()[0]
+        confirmed_at = utcnow()
+    finally:
+        if writer.in_transaction:
+            writer.execute("ROLLBACK")
+        writer.close()
+        checkpointer.close()
+    return PinnedSnapshot(live, page_count * page_size, snapshot_at, confirmed_at)
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -743,20 +833,12 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
     try:
         with private_workdir("encaptio-backup-") as work:
             copy = work / "copy.sqlite3"
-            snapshot = online_copy(live, copy)
-            copied = time.monotonic()
-            stamp = _stamp(datetime.fromisoformat(snapshot["snapshot_at"]))
-            key = f"{SQLITE_PREFIX}{stamp}-{backup_id}.db.enc"
+            snapshot, key, stored, copied = _seal_snapshot(platform, keys, live, copy, backup_id)
             manifest_key = key.removesuffix(".db.enc") + ".manifest.json"
-            # Two phases, one after the other, each with both cores: the copy sealed (AES-256-GCM
-            # on two threads; every chunk authenticated by its tag) and stored; then the manifest
-            # of the same copy: its sha256 (which restores compare with what they decrypt),
-            # integrity check and table digests, side by side. The object is useless without its
-            # manifest, which is written last; a copy that fails its checks has its object
-            # deleted again.
-            stored = platform.objects.put(key, seal_file(keys, copy, label=str(backup_id), context={
-                "backup_id": str(backup_id), "snapshot_at": snapshot["snapshot_at"]}),
-                metadata={"backup-id": str(backup_id), "key-id": keys.master_key_id()})
+            # Then the manifest of the same bytes, with both cores: the copy's sha256 (which
+            # restores compare with what they decrypt) beside its integrity check and table
+            # digests. The object is useless without its manifest, which is written last; a copy
+            # that fails its checks has its object deleted again.
             sealed = time.monotonic()
             try:
                 with ThreadPoolExecutor(max_workers=1) as hasher:
@@ -804,8 +886,42 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
     return {"backup_id": str(backup_id), "store": "sqlite", "kind": "full", "requested_kind": kind,
             "status": "succeeded", "location": key, "manifest_key": manifest_key, "size_bytes": stored.size,
             "sha256": stored.sha256, "key_id": keys.master_key_id(), "snapshot_at": snapshot["snapshot_at"],
-            "tables": len(manifest["tables"]), "rows": sum(t["rows"] for t in manifest["tables"].values()),
+            "snapshot_method": snapshot["snapshot_method"], "tables": len(manifest["tables"]),
+            "rows": sum(t["rows"] for t in manifest["tables"].values()),
             "seconds": round(time.monotonic() - started, 3), "phases": manifest["seconds"]}
+
+
+def _seal_snapshot(platform: Platform, keys: KeyStore, live: Path, copy: Path,
+                   backup_id: uuid.UUID) -> tuple[dict[str, str], str, Any, float]:
+    """A snapshot of live sealed into the object store, its plaintext left at copy.
+
+    Returns the snapshot's times and method, the object's key, what the store recorded, and the
+    monotonic time the copy was taken (for a pinned snapshot: pinned; it is copied while sealed).
+    The plaintext copy is what the manifest is then made from: exactly the bytes sealed.
+    """
+    def stored_as(snapshot: dict[str, str], source: Path, **sealing: Any) -> tuple[str, Any]:
+        key = f"{SQLITE_PREFIX}{_stamp(datetime.fromisoformat(snapshot['snapshot_at']))}-{backup_id}.db.enc"
+        sealed = seal_file(keys, source, label=str(backup_id), **sealing,
+                           context={"backup_id": str(backup_id), "snapshot_at": snapshot["snapshot_at"]})
+        return key, platform.objects.put(key, sealed, metadata={"backup-id": str(backup_id),
+                                                                "key-id": keys.master_key_id()})
+
+    with pinned_snapshot(live) as pinned:
+        if pinned is not None:
+            copied = time.monotonic()
+            snapshot = {"snapshot_at": pinned.snapshot_at.isoformat(),
+                        "snapshot_confirmed_at": pinned.confirmed_at.isoformat(), "snapshot_method": PINNED_FILE}
+            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                key, stored = stored_as(snapshot, live, length=pinned.length,
+                                        patches=_ROLLBACK_JOURNAL_VERSIONS, plaintext_copy=fd)
+            finally:
+                os.close(fd)
+            return snapshot, key, stored, copied
+    snapshot = {**online_copy(live, copy), "snapshot_method": BACKUP_API}
+    copied = time.monotonic()
+    key, stored = stored_as(snapshot, copy)
+    return snapshot, key, stored, copied
 
 
 def file_sha256(path: Path, block: int = CHUNK_BYTES) -> str:

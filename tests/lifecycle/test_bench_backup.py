@@ -65,3 +65,5 @@ def test_sqlite_only_in_rounds_reports_medians_and_each_round(tmp_path: Path) ->
     backups = sorted(r["ours"]["backup_seconds"] for r in sqlite["per_round"])
     assert sqlite["ours"]["backup_seconds"] == round((backups[0] + backups[1]) / 2, 3)
     assert sqlite["ratios"]["backup_vs_backup_api"] > 0 and sqlite["ours"]["restore_rto_seconds"] > 0
+    # Nothing else reads the bench's database: every round pins the live file.
+    assert sqlite["ours"]["snapshot_method"] == "pinned-file"

@@ -305,28 +305,43 @@ def test_the_object_store_is_the_catalog_of_record(embedded: Platform) -> None:
 
 @pytest.mark.parametrize("size", [0, 1, 4096, 3 * 4096, 3 * 4096 + 1, 10 * 4096 - 7])
 def test_a_file_sealed_on_threads_has_the_layout_of_a_sealed_stream(tmp_path: Path, size: int) -> None:
-    import hashlib
     import io
     import os
 
     keys = KeyStore(tmp_path / "keys")
     source = tmp_path / "plain"
     data = os.urandom(size)
-    source.write_bytes(data)
-    digest = hashlib.sha256()
-    sealed = bk.seal_file(keys, source, label="a-backup", context={"n": size}, chunk_bytes=4096,
-                          plaintext_digest=digest).read()
-    reference = bk.seal(keys, io.BytesIO(data), label="a-backup", context={"n": size}, chunk_bytes=4096).read()
+    source.write_bytes(data + b"trailing bytes past the length sealed")
+    patches = {1: b"\x01\x01"} if size >= 3 else {}
+    expected = bytearray(data)
+    for offset, replacement in patches.items():
+        expected[offset:offset + len(replacement)] = replacement
+    copy_fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        sealed = bk.seal_file(keys, source, label="a-backup", context={"n": size}, chunk_bytes=4096, length=size,
+                              patches=patches, plaintext_copy=copy_fd).read()
+    finally:
+        os.close(copy_fd)
+    reference = bk.seal(keys, io.BytesIO(bytes(expected)), label="a-backup", context={"n": size},
+                        chunk_bytes=4096).read()
     # Fresh data key and nonces each time: same layout and length, different bytes.
     assert len(sealed) == len(reference) and sealed != reference
     plain = io.BytesIO()
     opened = bk.unseal(keys, io.BytesIO(sealed), plain, name="plain.enc")
-    assert plain.getvalue() == data and opened["plaintext_sha256"] == digest.hexdigest() == hashlib.sha256(data).hexdigest()
-    assert opened["context"] == {"n": size}
+    # What was sealed and what was copied beside it: the patched first `size` bytes, the file untouched.
+    assert plain.getvalue() == expected == (tmp_path / "copy").read_bytes()
+    assert source.read_bytes()[:size] == data and opened["context"] == {"n": size}
     # Frames cut off at the end or swapped are refused, naming the file.
     header_end = len(bk._MAGIC) + 4 + int.from_bytes(sealed[len(bk._MAGIC):len(bk._MAGIC) + 4], "big")
     with pytest.raises(bk.BackupIntegrityError, match="plain.enc"):
         bk.unseal(keys, io.BytesIO(sealed[:header_end + 10]), io.BytesIO(), name="plain.enc")
+
+
+def test_a_patch_outside_the_first_chunk_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "plain"
+    source.write_bytes(b"x" * (3 * 4096))
+    with pytest.raises(bk.BackupError, match="outside its first chunk"):
+        bk.seal_file(KeyStore(tmp_path / "keys"), source, label="a-backup", chunk_bytes=4096, patches={4095: b"ab"})
 
 
 def test_the_manifest_sha256_is_the_decrypted_copys_and_a_wrong_one_is_refused(embedded: Platform,
