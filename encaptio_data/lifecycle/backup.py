@@ -461,7 +461,8 @@ class PinnedSnapshot:
 
 
 @contextmanager
-def pinned_snapshot(live: Path, *, attempts: int = 3) -> Iterator[PinnedSnapshot | None]:
+def pinned_snapshot(live: Path, *, attempts: int = 3,
+                    writer_wait_seconds: float = 1.0) -> Iterator[PinnedSnapshot | None]:
     """Pin the live database file itself as a snapshot, or yield None where that cannot be done.
 
     Why by hand: SQLite's backup API writes its copy page by page into a second database, and
@@ -474,9 +475,10 @@ def pinned_snapshot(live: Path, *, attempts: int = 3) -> Iterator[PinnedSnapshot
 
     So: hold the write lock for a moment (no commit can land in between), checkpoint the log
     completely from another connection, start the pinning read transaction, let writers go.
-    The checkpoint falls short only while some reader still needs an older snapshot; after
+    The checkpoint falls short while some reader still needs an older snapshot, and the write
+    lock is not had while a writer keeps its transaction open past writer_wait_seconds; after
     `attempts` tries, or when the database is not in WAL mode, this yields None and the caller
-    copies through the backup API instead.
+    copies through the backup API instead (which waits for neither).
     """
     if not live.exists():
         raise BackupError(f"SQLite database {live} does not exist")
@@ -489,11 +491,11 @@ def pinned_snapshot(live: Path, *, attempts: int = 3) -> Iterator[PinnedSnapshot
         for attempt in range(attempts):
             if attempt:
                 time.sleep(0.05 * attempt)
-            pinned = _pin(live, holder)
+            pinned = _pin(live, holder, writer_wait_seconds)
             if pinned is not None:
                 break
         if pinned is None:
-            log.info("the log of %s could not be checkpointed completely: copying it through the backup API", live)
+            log.info("%s could not be pinned (a long reader or writer): copying it through the backup API", live)
         yield pinned
     finally:
         if holder.in_transaction:
@@ -501,15 +503,20 @@ def pinned_snapshot(live: Path, *, attempts: int = 3) -> Iterator[PinnedSnapshot
         holder.close()
 
 
-def _pin(live: Path, holder: sqlite3.Connection) -> PinnedSnapshot | None:
+def _pin(live: Path, holder: sqlite3.Connection, writer_wait_seconds: float) -> PinnedSnapshot | None:
     """One try: the snapshot pinned in holder's read transaction, or None (nothing is held)."""
-    writer = sqlite3.connect(live, timeout=30, isolation_level=None)
+    writer = sqlite3.connect(live, timeout=writer_wait_seconds, isolation_level=None)
     checkpointer = sqlite3.connect(live, timeout=30, isolation_level=None)
     try:
         # Most of the log is checkpointed before writers are held, so that holding them waits
         # only for what was committed in between (a large log takes a while to copy back).
         checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        writer.execute("BEGIN IMMEDIATE")
+        try:
+            writer.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            return None
         snapshot_at = utcnow()
         _busy, frames, checkpointed = checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         if frames != checkpointed:

@@ -175,3 +175,23 @@ def test_a_backup_falls_back_to_the_backup_api_and_says_so(embedded: Platform, t
     bk.restore(embedded, utcnow(), restored, operator=OPERATOR)
     with sqlite3.connect(restored) as conn:
         assert conn.execute("SELECT x FROM after_the_reader").fetchall() == [("committed before the backup",)]
+
+
+def test_a_writer_that_keeps_its_transaction_open_is_not_waited_for(embedded: Platform, tmp_path: Path) -> None:
+    live = bk.sqlite_database_path(embedded.db)
+    with bk.pinned_snapshot(live) as pinned:  # the platform's own connections are idle: pinned at once
+        assert pinned is not None
+    writer = sqlite3.connect(live, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("CREATE TABLE uncommitted (x)")
+    try:
+        with bk.pinned_snapshot(live, attempts=2, writer_wait_seconds=0.1) as pinned:
+            assert pinned is None
+        # What the backup then does: the backup API copies past the writer (a reader needs no write lock).
+        bk.online_copy(live, tmp_path / "copy.sqlite3")
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    with sqlite3.connect(tmp_path / "copy.sqlite3") as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "backups" in tables and "uncommitted" not in tables
