@@ -65,7 +65,7 @@ def test_backup_jobs_and_the_drill_run_through_dagster(embedded: Platform, tmp_p
     assert _metadata(full, "vector_snapshots")["status"] == "no table"
     incremental = _run(defs, backup_incremental_job.name)
     backup = _metadata(incremental, "database_backups")
-    assert backup["store"] == "sqlite" and backup["rows"] > 0
+    assert backup["store"] == "sqlite" and backup["rows"] > 0 and backup["snapshot_method"] == "pinned-file"
     assert [row["id"] for row in list_backups(embedded)][0] == backup["backup_id"]
 
     drill = _run(defs, restore_drill_job.name)
