@@ -65,7 +65,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -158,7 +158,7 @@ def seal(keys: KeyStore, source: BinaryIO, *, label: str, context: dict[str, Any
 
 def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any] | None = None,
               chunk_bytes: int = CHUNK_BYTES, workers: int = 2, length: int | None = None,
-              patches: dict[int, bytes] | None = None, plaintext_copy: int | None = None) -> BinaryIO:
+              patches: dict[int, bytes] | None = None) -> BinaryIO:
     """``seal`` of a file, its chunks encrypted on `workers` threads: the same layout out.
 
     The chunks are read by position (the length sealed, by default the file's size, fixes which
@@ -171,8 +171,7 @@ def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any]
     hashing and writing of the output overlap them on 2 cores.
 
     length seals only the file's first bytes; patches ({offset: bytes}) replaces bytes of the
-    first chunk in what is sealed (the file is not touched); plaintext_copy, a file descriptor,
-    is written what is sealed, at the same offsets, by the workers.
+    first chunk in what is sealed (the file is not touched).
     """
     data_key, opening, digest = _sealing_header(keys, label, context, chunk_bytes)
     cipher = AESGCM(data_key)
@@ -194,8 +193,6 @@ def seal_file(keys: KeyStore, path: Path, *, label: str, context: dict[str, Any]
         if index == 0:
             for offset, data in (patches or {}).items():
                 plain[offset:offset + len(data)] = data
-        if plaintext_copy is not None and os.pwrite(plaintext_copy, plain, index * chunk_bytes) != length:
-            raise BackupError(f"the plaintext copy of {path} could not be written (disk full?)")
         final = index == count - 1
         nonce = secrets.token_bytes(envelope.NONCE_BYTES)
         try:
@@ -534,8 +531,18 @@ def _pin(live: Path, holder: sqlite3.Connection, writer_wait_seconds: float) -> 
     return PinnedSnapshot(live, page_count * page_size, snapshot_at, confirmed_at)
 
 
-def _open_readonly(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def readonly_uri(path: Path, *, pinned: bool = False) -> str:
+    """The URI that opens a SQLite file read-only (for sqlite3 and ADBC alike).
+
+    pinned: path is a live WAL database pinned by ``pinned_snapshot``, whose file alone holds the
+    snapshot: it is opened immutable, which reads the file and ignores the log (and the locks),
+    so the newer commits in the log stay out. Only while the pin is held.
+    """
+    return f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if pinned else "")
+
+
+def _open_readonly(database: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(database, uri=True)
     conn.text_factory = bytes
     return conn
 
@@ -553,13 +560,13 @@ def _schema_sha256(conn: sqlite3.Connection, table: str) -> str:
     return hashlib.sha256(schema[0] if schema and schema[0] else b"").hexdigest()
 
 
-def _quoted_rows_digest(path: Path, table: str) -> dict[str, Any]:
+def _quoted_rows_digest(database: str, table: str) -> dict[str, Any]:
     """Digest ``quote-rows/1``: sha256 over every row rendered as SQL literals, in key order.
 
     Kept so manifests written before ``columns/1`` still verify, and for tables whose columns
     mix storage classes (which the columnar reader would convert).
     """
-    conn = _open_readonly(path)
+    conn = _open_readonly(database)
     try:
         columns, order = _table_shape(conn, table)
         # quote() renders every value as an SQL literal (blobs as X'..', reals with 15 digits),
@@ -624,8 +631,8 @@ class _ColumnHash:
                 self.data.hexdigest()]
 
 
-def _storage_census(path: Path, table: str, columns: list[str]) -> tuple[int, list[set[str]]]:
-    conn = _open_readonly(path)
+def _storage_census(database: str, table: str, columns: list[str]) -> tuple[int, list[set[str]]]:
+    conn = _open_readonly(database)
     try:
         found = conn.execute("SELECT count(*), " + ", ".join(
             f"group_concat(DISTINCT typeof({_q(c)}))" for c in columns) + f" FROM {_q(table)}").fetchone()
@@ -634,14 +641,14 @@ def _storage_census(path: Path, table: str, columns: list[str]) -> tuple[int, li
     return found[0], [set(text.decode().split(",")) if text else set() for text in found[1:]]
 
 
-def _columnar_digest(path: Path, table: str) -> dict[str, Any] | None:
+def _columnar_digest(database: str, table: str) -> dict[str, Any] | None:
     """Digest ``columns/1``: each column's values as Arrow reads them, in key order; None when a
     column mixes storage classes or the driver cannot read the table (the caller falls back).
 
     The census of storage classes per column (run beside the read) is what makes the values
     exact (an integer, a double's bits, the bytes of a text or blob) and keeps 5 and '5' apart.
     """
-    conn = _open_readonly(path)
+    conn = _open_readonly(database)
     try:
         columns, order = _table_shape(conn, table)
         schema_sha256 = _schema_sha256(conn, table)
@@ -652,9 +659,9 @@ def _columnar_digest(path: Path, table: str) -> dict[str, Any] | None:
     hashes = [_ColumnHash(name) for name in columns]
     rows = 0
     with ThreadPoolExecutor(max_workers=1) as pool:
-        census = pool.submit(_storage_census, path, table, columns)
+        census = pool.submit(_storage_census, database, table, columns)
         try:
-            with adbc_sqlite.connect(f"{path.resolve().as_uri()}?mode=ro") as adbc, adbc.cursor() as cursor:
+            with adbc_sqlite.connect(database) as adbc, adbc.cursor() as cursor:
                 cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(_ADBC_DIGEST_ROWS)})
                 cursor.execute(f"SELECT {', '.join(_q(c) for c in columns)} FROM {_q(table)} ORDER BY {order}")
                 for batch in cursor.fetch_record_batch():
@@ -662,7 +669,7 @@ def _columnar_digest(path: Path, table: str) -> dict[str, Any] | None:
                         return None
                     rows += batch.num_rows
         except (adbc_sqlite.Error, pa.ArrowException, OSError) as exc:
-            log.info("table %s of %s: no columnar digest (%s); using %s", table, path, exc, QUOTED_ROWS)
+            log.info("table %s of %s: no columnar digest (%s); using %s", table, database, exc, QUOTED_ROWS)
             return None
         counted, classes = census.result()
     if rows != counted or not all(h.exact(c) for h, c in zip(hashes, classes, strict=True)):
@@ -672,34 +679,36 @@ def _columnar_digest(path: Path, table: str) -> dict[str, Any] | None:
             "digest": COLUMNS}
 
 
-def _table_digest(path: Path, table: str, method: str | None = COLUMNS) -> dict[str, Any]:
+def _table_digest(database: str, table: str, method: str | None = COLUMNS) -> dict[str, Any]:
     """A table's row count and digest by `method` (a manifest entry's ``digest``; None is the
     original ``quote-rows/1``). COLUMNS falls back to QUOTED_ROWS where it cannot be exact, and
     says so in the result, so verification recomputes the same one."""
     if method == COLUMNS:
-        return _columnar_digest(path, table) or _quoted_rows_digest(path, table)
+        return _columnar_digest(database, table) or _quoted_rows_digest(database, table)
     if method in (None, QUOTED_ROWS):
-        return _quoted_rows_digest(path, table)
+        return _quoted_rows_digest(database, table)
     raise BackupIntegrityError(f"the manifest digests table {table} with {method!r}, which this version of encaptio "
                                f"does not know ({COLUMNS} or {QUOTED_ROWS}): verify it with the version that "
                                "wrote it, or upgrade")
 
 
-def sqlite_manifest(path: Path, methods: dict[str, Any] | None = None) -> dict[str, Any]:
+def sqlite_manifest(path: Path, methods: dict[str, Any] | None = None, *, pinned: bool = False) -> dict[str, Any]:
     """Integrity check and per-table row counts and digests of a SQLite file (tables in parallel).
 
     methods: the manifest tables to verify against; each table is digested the way its entry
     says (entries without ``digest`` predate it and use ``quote-rows/1``). Without it, new
-    digests (``columns/1``).
+    digests (``columns/1``). pinned: see ``readonly_uri``.
     """
+    database = readonly_uri(path, pinned=pinned)
+
     def integrity_check() -> list[str]:
-        checker = _open_readonly(path)
+        checker = _open_readonly(database)
         try:
             return [row[0].decode() for row in checker.execute("PRAGMA integrity_check").fetchall()]
         finally:
             checker.close()
 
-    conn = _open_readonly(path)
+    conn = _open_readonly(database)
     try:
         tables = [row[0].decode() for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
@@ -715,8 +724,8 @@ def sqlite_manifest(path: Path, methods: dict[str, Any] | None = None) -> dict[s
 
     def digest(table: str) -> dict[str, Any]:
         if methods is None or table not in methods:
-            return _table_digest(path, table)
-        return _table_digest(path, table, methods[table].get("digest"))
+            return _table_digest(database, table)
+        return _table_digest(database, table, methods[table].get("digest"))
 
     # The integrity check beside the digests (SQLite releases the GIL): on 2 cores the manifest
     # takes about as long as its largest table's digest rather than the two one after the other.
@@ -838,23 +847,23 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
     with platform.db.session() as session:
         session.add(Backup(id=backup_id, store="sqlite", kind=BackupKind.FULL, status=BackupStatus.RUNNING))
     try:
-        with private_workdir("encaptio-backup-") as work:
-            copy = work / "copy.sqlite3"
-            snapshot, key, stored, copied = _seal_snapshot(platform, keys, live, copy, backup_id)
+        with private_workdir("encaptio-backup-") as work, \
+                _sealed_snapshot(platform, keys, live, work / "copy.sqlite3", backup_id) as sealed_snapshot:
+            snapshot, key, stored, copied, plain = sealed_snapshot
             manifest_key = key.removesuffix(".db.enc") + ".manifest.json"
-            # Then the manifest of the same bytes, with both cores: the copy's sha256 (which
-            # restores compare with what they decrypt) beside its integrity check and table
-            # digests. The object is useless without its manifest, which is written last; a copy
-            # that fails its checks has its object deleted again.
+            # Then the manifest of the same bytes, with both cores: their sha256 (which restores
+            # compare with what they decrypt) beside their integrity check and table digests.
+            # The object is useless without its manifest, which is written last; a snapshot that
+            # fails its checks has its object deleted again.
             sealed = time.monotonic()
             try:
                 with ThreadPoolExecutor(max_workers=1) as hasher:
-                    hashing = hasher.submit(file_sha256, copy)
-                    contents = sqlite_manifest(copy)
+                    hashing = hasher.submit(file_sha256, plain.path, length=plain.length, patches=plain.patches)
+                    contents = sqlite_manifest(plain.path, pinned=plain.pinned)
                     plaintext_sha256 = hashing.result()
                 manifest_seconds = round(time.monotonic() - sealed, 3)
                 if contents["integrity_check"] != ["ok"]:
-                    raise BackupIntegrityError(f"the copy of {live} fails PRAGMA integrity_check: "
+                    raise BackupIntegrityError(f"the snapshot of {live} fails PRAGMA integrity_check: "
                                                f"{contents['integrity_check'][:3]}")
             except BaseException:
                 platform.objects.delete(key, stored.version_id)
@@ -862,7 +871,7 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
             manifest = {"format": FORMAT, "backup_id": str(backup_id), "store": "sqlite", "kind": "full",
                         "requested_kind": kind, **snapshot, "created_at": snapshot["snapshot_at"],
                         "manifest_key": manifest_key,
-                        "source": {"path": str(live), "bytes": copy.stat().st_size,
+                        "source": {"path": str(live), "bytes": plain.length,
                                    "sqlite_version": contents["sqlite_version"],
                                    "page_size": contents["page_size"], "page_count": contents["page_count"],
                                    "schema_revision": contents["schema_revision"]},
@@ -898,13 +907,33 @@ def _sqlite_backup(platform: Platform, kind: str, actor: str) -> dict[str, Any]:
             "seconds": round(time.monotonic() - started, 3), "phases": manifest["seconds"]}
 
 
-def _seal_snapshot(platform: Platform, keys: KeyStore, live: Path, copy: Path,
-                   backup_id: uuid.UUID) -> tuple[dict[str, str], str, Any, float]:
-    """A snapshot of live sealed into the object store, its plaintext left at copy.
+@dataclass(frozen=True)
+class _Plaintext:
+    """Where the bytes a backup sealed can be read again, for its manifest: the file's first
+    `length` bytes with `patches` applied; pinned, the live file, readable only while pinned."""
 
-    Returns the snapshot's times and method, the object's key, what the store recorded, and the
-    monotonic time the copy was taken (for a pinned snapshot: pinned; it is copied while sealed).
-    The plaintext copy is what the manifest is then made from: exactly the bytes sealed.
+    path: Path
+    length: int
+    patches: dict[int, bytes] | None
+    pinned: bool
+
+
+class _SealedSnapshot(NamedTuple):
+    snapshot: dict[str, str]  # its times and method
+    key: str  # the object's
+    stored: Any  # what the object store recorded
+    copied: float  # the monotonic time the snapshot was taken (pinned, for a pinned one)
+    plain: _Plaintext
+
+
+@contextmanager
+def _sealed_snapshot(platform: Platform, keys: KeyStore, live: Path, copy: Path,
+                     backup_id: uuid.UUID) -> Iterator[_SealedSnapshot]:
+    """A snapshot of live sealed into the object store, readable again until the context exits.
+
+    Pinned, the live file is sealed as it stands, and the manifest is then read from it while
+    it is still pinned: nothing is copied, which on a VM whose fresh memory is slow to fault in
+    saves as much again as writing the object. Otherwise the backup API copies it to copy first.
     """
     def stored_as(snapshot: dict[str, str], source: Path, **sealing: Any) -> tuple[str, Any]:
         key = f"{SQLITE_PREFIX}{_stamp(datetime.fromisoformat(snapshot['snapshot_at']))}-{backup_id}.db.enc"
@@ -918,27 +947,38 @@ def _seal_snapshot(platform: Platform, keys: KeyStore, live: Path, copy: Path,
             copied = time.monotonic()
             snapshot = {"snapshot_at": pinned.snapshot_at.isoformat(),
                         "snapshot_confirmed_at": pinned.confirmed_at.isoformat(), "snapshot_method": PINNED_FILE}
-            fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                key, stored = stored_as(snapshot, live, length=pinned.length,
-                                        patches=_ROLLBACK_JOURNAL_VERSIONS, plaintext_copy=fd)
-            finally:
-                os.close(fd)
-            return snapshot, key, stored, copied
+            key, stored = stored_as(snapshot, live, length=pinned.length, patches=_ROLLBACK_JOURNAL_VERSIONS)
+            yield _SealedSnapshot(snapshot, key, stored, copied,
+                                  _Plaintext(live, pinned.length, _ROLLBACK_JOURNAL_VERSIONS, pinned=True))
+            return
     snapshot = {**online_copy(live, copy), "snapshot_method": BACKUP_API}
     copied = time.monotonic()
     key, stored = stored_as(snapshot, copy)
-    return snapshot, key, stored, copied
+    yield _SealedSnapshot(snapshot, key, stored, copied, _Plaintext(copy, copy.stat().st_size, None, pinned=False))
 
 
-def file_sha256(path: Path, block: int = CHUNK_BYTES) -> str:
-    """The sha256 of a file, read in blocks into one reused buffer (hashlib releases the GIL)."""
+def file_sha256(path: Path, block: int = CHUNK_BYTES, *, length: int | None = None,
+                patches: dict[int, bytes] | None = None) -> str:
+    """The sha256 of a file, read in blocks into one reused buffer (hashlib releases the GIL).
+
+    length and patches: of the file's first `length` bytes, with patches ({offset: bytes}, in the
+    first block) in place of what the file holds there; what ``seal_file`` seals given the same.
+    """
     digest = hashlib.sha256()
     buffer = bytearray(block)
     view = memoryview(buffer)
+    remaining = path.stat().st_size if length is None else length
     with open(path, "rb", buffering=0) as file:
-        while size := file.readinto(buffer):
+        first = True
+        while remaining and (size := file.readinto(view[:min(block, remaining)])):
+            if first:
+                for offset, data in (patches or {}).items():
+                    view[offset:offset + len(data)] = data
+                first = False
             digest.update(view[:size])
+            remaining -= size
+    if remaining:
+        raise BackupError(f"{path} is shorter than the {length} bytes to hash")
     return digest.hexdigest()
 
 

@@ -4,6 +4,7 @@ ledger surviving every restore."""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from datetime import datetime, timedelta
@@ -316,20 +317,20 @@ def test_a_file_sealed_on_threads_has_the_layout_of_a_sealed_stream(tmp_path: Pa
     expected = bytearray(data)
     for offset, replacement in patches.items():
         expected[offset:offset + len(replacement)] = replacement
-    copy_fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        sealed = bk.seal_file(keys, source, label="a-backup", context={"n": size}, chunk_bytes=4096, length=size,
-                              patches=patches, plaintext_copy=copy_fd).read()
-    finally:
-        os.close(copy_fd)
+    sealed = bk.seal_file(keys, source, label="a-backup", context={"n": size}, chunk_bytes=4096, length=size,
+                          patches=patches).read()
     reference = bk.seal(keys, io.BytesIO(bytes(expected)), label="a-backup", context={"n": size},
                         chunk_bytes=4096).read()
     # Fresh data key and nonces each time: same layout and length, different bytes.
     assert len(sealed) == len(reference) and sealed != reference
     plain = io.BytesIO()
     opened = bk.unseal(keys, io.BytesIO(sealed), plain, name="plain.enc")
-    # What was sealed and what was copied beside it: the patched first `size` bytes, the file untouched.
-    assert plain.getvalue() == expected == (tmp_path / "copy").read_bytes()
+    # What was sealed, and what the manifest's sha256 is taken of: the patched first `size` bytes,
+    # the file untouched.
+    assert plain.getvalue() == expected
+    assert bk.file_sha256(source, 4096, length=size, patches=patches) == hashlib.sha256(expected).hexdigest()
+    with pytest.raises(bk.BackupError, match="shorter than"):
+        bk.file_sha256(source, 4096, length=source.stat().st_size + 1)
     assert source.read_bytes()[:size] == data and opened["context"] == {"n": size}
     # Frames cut off at the end or swapped are refused, naming the file.
     header_end = len(bk._MAGIC) + 4 + int.from_bytes(sealed[len(bk._MAGIC):len(bk._MAGIC) + 4], "big")

@@ -104,7 +104,7 @@ def test_a_manifest_from_before_the_columnar_digest_still_verifies(embedded: Pla
         copy, _ = bk.materialize_sqlite(embedded, bk._find_sqlite(embedded, result["backup_id"]), work)
         old = {}
         for table in manifest["tables"]:
-            entry = bk._quoted_rows_digest(copy, table)
+            entry = bk._quoted_rows_digest(bk.readonly_uri(copy), table)
             entry.pop("digest")
             old[table] = entry
     _rewrite_manifest(embedded, result["manifest_key"], lambda m: m.update(tables=old))
@@ -132,8 +132,9 @@ def test_an_unknown_digest_is_refused_by_name(embedded: Platform) -> None:
 
 def test_a_copy_failing_its_checks_leaves_no_object(embedded: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     real = bk.sqlite_manifest
-    monkeypatch.setattr(bk, "sqlite_manifest", lambda path, methods=None: {
-        **real(path, methods), "integrity_check": ["*** in database main ***", "Page 7: btreeInitPage() error"]})
+    monkeypatch.setattr(bk, "sqlite_manifest", lambda path, methods=None, **options: {
+        **real(path, methods, **options),
+        "integrity_check": ["*** in database main ***", "Page 7: btreeInitPage() error"]})
     with pytest.raises(bk.BackupIntegrityError, match="fails PRAGMA integrity_check"):
         bk.run_backup(embedded, "full", operator=OPERATOR)
     assert list(embedded.objects.list(bk.SQLITE_PREFIX)) == []
