@@ -25,12 +25,17 @@ SQLite: a database of ``sqlite_mb`` (platform schema plus a bulk table) backed u
 sqlite3's backup API (theirs) and with ``run_backup`` (ours, two phases: *backup* = a consistent
 snapshot (the live file pinned, or where that cannot be had a copy through the backup API; which
 one is reported per round as ``snapshot_method``), AES-256-GCM (every chunk authenticated), stored
-durably in the object store with its sha256; *manifest* = the copy's sha256, integrity check and per-table digests,
-recorded beside it), restored by a file copy and by the backup API into a new file
+durably in the object store with its sha256; *manifest* = the sealed bytes' sha256, integrity
+check and per-table digests (read from the pinned file, or from the copy), recorded beside it),
+restored by a file copy and by the backup API into a new file
 (theirs) and by ``restore`` (ours: decrypt, sha256, integrity_check, manifest, ledger replay).
 
 With ``--sqlite-rounds N`` the SQLite comparison runs N times, the sides alternating which goes
-first, each side's files removed before the other runs; medians are reported.
+first, each side's files removed before the other runs; medians are reported. Before each timed
+step the disk is synced, and ``--sqlite-memory`` sets what memory it starts with (see
+``_sqlite``): ``primed`` (the default; twice the database's size written to a file and freed, so
+that the step writes into memory just freed), ``idle`` (3 s without work first: on a VM with a
+free-page-reporting balloon, memory handed back to the host) or ``as-is``.
 
 When ``size_mb`` is below 1024 the drill's recovery time for 1 GB is extrapolated linearly from
 the measured one and labelled as such.
@@ -52,6 +57,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +277,21 @@ def _medians(measured: list[dict[str, Any]]) -> dict[str, Any]:
             else round(statistics.median(m[key] for m in measured), 3) for key, value in measured[0].items()}
 
 
-def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: int = 1) -> dict[str, Any]:
+def _prime_memory(directory: Path, size_bytes: int, block: int = 8 * 1024 * 1024) -> None:
+    """Write size_bytes to a file and delete it: its page cache is freed, and the next writer reuses it."""
+    scratch = directory / "priming.bin"
+    zeros = bytes(block)
+    with open(scratch, "wb") as file:
+        for _ in range(-(-size_bytes // block)):
+            file.write(zeros)
+    scratch.unlink()
+
+
+SQLITE_MEMORY = ("primed", "idle", "as-is")
+
+
+def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: int = 1,
+            memory: str = "primed") -> dict[str, Any]:
     from encaptio_data.bootstrap import initialize
     from encaptio_data.db.models import utcnow
     from encaptio_data.lifecycle.backup import restore, run_backup, sqlite_database_path
@@ -300,6 +320,27 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
     copy = root / "theirs.sqlite3"
     restored_copies = (root / "theirs-restored.sqlite3", root / "theirs-api-restored.sqlite3")
 
+    def settled(step: Callable[[], Any]) -> tuple[float, Any]:
+        """step timed, after the disk is synced and memory made ready as `memory` says.
+
+        On a VM whose untouched memory is slow to fault in (measured: 219 MB written in 0.06 s
+        into recycled page cache, 0.55 s into fresh), what a step finds depends on what ran
+        before it: freed memory is as slow again once the VM's balloon has handed it back to the
+        host, which it does within seconds (session 11: 219 MB written in 0.05 s right after a
+        free, 0.53-0.80 s after 2-5 s idle). Unsettled, a step that ran in the wake of the one
+        before got warm memory: ours 0.26 s right after its own previous run and 0.5-0.9 s after
+        theirs, and a restore gained what the backup before it had freed. "primed" gives every
+        step memory just freed, as on a server whose memory is in use (or any machine without such
+        a balloon); "idle" the other extreme, a machine that has long been quiet.
+        """
+        os.sync()
+        if memory == "primed":
+            # Each step writes at most a database's worth, plus buffers.
+            _prime_memory(root, 2 * database_bytes + 64 * 1024 * 1024)
+        elif memory == "idle":
+            time.sleep(3.0)
+        return _timed(step)
+
     def theirs() -> dict[str, float]:
         def sqlite_backup() -> None:
             with sqlite3.connect(live) as source, sqlite3.connect(copy) as target:
@@ -310,18 +351,18 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
                 source.backup(target)
 
         say(progress, "theirs: sqlite3 backup API, and a file copy back")
-        measured = {"backup_api_seconds": _timed(sqlite_backup)[0],
-                    "file_copy_restore_seconds": _timed(lambda: shutil.copyfile(copy, restored_copies[0]))[0],
-                    "backup_api_restore_seconds": _timed(sqlite_backup_back)[0]}
+        measured = {"backup_api_seconds": settled(sqlite_backup)[0],
+                    "file_copy_restore_seconds": settled(lambda: shutil.copyfile(copy, restored_copies[0]))[0],
+                    "backup_api_restore_seconds": settled(sqlite_backup_back)[0]}
         for path in (copy, *restored_copies):
             path.unlink()
         return measured
 
     def ours() -> dict[str, Any]:
         say(progress, "ours: run_backup and restore into a scratch file")
-        ours_backup, backup = _timed(lambda: run_backup(platform, "full", operator=BENCH))
-        ours_restore, restored = _timed(lambda: restore(platform, utcnow(), root / "ours-restored.sqlite3",
-                                                        operator=BENCH))
+        ours_backup, backup = settled(lambda: run_backup(platform, "full", operator=BENCH))
+        ours_restore, restored = settled(lambda: restore(platform, utcnow(), root / "ours-restored.sqlite3",
+                                                         operator=BENCH))
         (root / "ours-restored.sqlite3").unlink()
         for key in (backup["location"], backup["manifest_key"]):
             platform.objects.delete_all_versions(key)
@@ -331,10 +372,9 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
                 "restore_phases": restored["seconds"]}
 
     try:
-        # Each side's files are removed before the next measurement: on a VM whose untouched memory
-        # is slow to fault in (measured: 219 MB written in 0.06 s into recycled page cache, 0.55 s
-        # into fresh), leftovers would make whoever runs later pay for the other's files. Rounds
-        # alternate which side goes first; the numbers are medians over the rounds.
+        # Each side's files are removed before the next measurement: leftovers would make whoever
+        # runs later pay for the other's files (see settled). Rounds alternate which side goes
+        # first; the numbers are medians over the rounds.
         rounds_done = []
         for round_ in range(rounds):
             sides = [("theirs", theirs), ("ours", ours)]
@@ -343,6 +383,7 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
         their = _medians([r["theirs"] for r in rounds_done])
         our = _medians([r["ours"] for r in rounds_done])
         return {"database_mb": round(database_bytes / 1024 / 1024, 1), "rows": rows, "rounds": rounds,
+                "memory": memory,
                 "theirs": their, "ours": our,
                 "ratios": {"backup_vs_backup_api": ratio(our["backup_seconds"], their["backup_api_seconds"]),
                            "backup_and_manifest_vs_backup_api": ratio(our["backup_and_manifest_seconds"],
@@ -360,13 +401,16 @@ def _sqlite(size_mb: int, data_dir: Path, progress: ProgressCallback, rounds: in
 
 def run_backup_bench(data_dir: Path | None = None, size_mb: int = ONE_GB_MB, sqlite_mb: int | None = None,
                      datasets: tuple[str, ...] = ("realistic",), progress: ProgressCallback = None,
-                     sqlite_rounds: int = 1) -> dict[str, Any]:
+                     sqlite_rounds: int = 1, sqlite_memory: str = "primed") -> dict[str, Any]:
     """Measure our backup and restore against pg_dump/pg_restore and sqlite3's backup; returns JSON-able numbers.
 
     datasets: "realistic" (platform-like rows, ~2:1 compressible) and/or "pgbench" (~50:1); none
     (an empty tuple, or "none") measures SQLite only. sqlite_rounds: SQLite is measured that many
-    times, the sides alternating which goes first; medians are reported.
+    times, the sides alternating which goes first; medians are reported. sqlite_memory: what
+    memory each side starts with, one of SQLITE_MEMORY (see ``_sqlite``).
     """
+    if sqlite_memory not in SQLITE_MEMORY:
+        raise ValueError(f"sqlite_memory must be one of {', '.join(SQLITE_MEMORY)}, not {sqlite_memory!r}")
     datasets = tuple(d for d in datasets if d and d != "none")
     data_dir = Path(data_dir or default_data_dir()) / "backup"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -376,11 +420,13 @@ def run_backup_bench(data_dir: Path | None = None, size_mb: int = ONE_GB_MB, sql
                               "command": f"python -m bench.backup --size-mb {size_mb} "
                                          f"--datasets {','.join(datasets) or 'none'}"
                                          + (f" --sqlite-mb {sqlite_mb}" if sqlite_mb else "")
-                                         + (f" --sqlite-rounds {sqlite_rounds}" if sqlite_rounds > 1 else "")}
+                                         + (f" --sqlite-rounds {sqlite_rounds}" if sqlite_rounds > 1 else "")
+                                         + f" --sqlite-memory {sqlite_memory}"}
     for dataset in datasets:
         key = "postgresql" if dataset == datasets[0] else f"postgresql_{dataset}"
         result[key] = _postgres(size_mb, data_dir, progress, dataset)
-    result["sqlite"] = _sqlite(sqlite_mb or min(size_mb, 256), data_dir, progress, max(1, sqlite_rounds))
+    result["sqlite"] = _sqlite(sqlite_mb or min(size_mb, 256), data_dir, progress, max(1, sqlite_rounds),
+                               sqlite_memory)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["machine"] = finish_machine_info(machine)
     return result
@@ -394,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sqlite-mb", type=int)
     parser.add_argument("--sqlite-rounds", type=int, default=1,
                         help="measure SQLite this many times, alternating which side goes first (medians)")
+    parser.add_argument("--sqlite-memory", choices=SQLITE_MEMORY, default="primed",
+                        help="what memory each SQLite side starts with")
     parser.add_argument("--datasets", default="realistic",
                         help="comma-separated: realistic, pgbench; none for SQLite only")
     parser.add_argument("--data-dir", type=Path)
@@ -403,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = run_backup_bench(args.data_dir, size_mb=args.size_mb, sqlite_mb=args.sqlite_mb,
                               datasets=tuple(args.datasets.split(",")), sqlite_rounds=args.sqlite_rounds,
+                              sqlite_memory=args.sqlite_memory,
                               progress=lambda m: print(f"{time.strftime('%H:%M:%S')} {m}", file=sys.stderr, flush=True))
     text = json.dumps(result, indent=2, default=str)
     if args.out:

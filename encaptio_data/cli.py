@@ -11,6 +11,7 @@ import json
 import sys
 from collections import Counter
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 import time
 from typing import Annotated, Any
@@ -624,6 +625,14 @@ def drill(as_: AsOption = None, as_json: JsonOption = False) -> None:
                             + ", ".join(c["name"] for c in result["checks"] if not c["passed"]))
 
 
+class BenchMemory(StrEnum):
+    """What memory each side of the SQLite backup bench starts with (bench.backup.SQLITE_MEMORY)."""
+
+    PRIMED = "primed"
+    IDLE = "idle"
+    AS_IS = "as-is"
+
+
 @bench_app.command("backup")
 def bench_backup(
     size_mb: Annotated[int, typer.Option(help="PostgreSQL database size.")] = 1024,
@@ -632,13 +641,16 @@ def bench_backup(
                         ] = "realistic,pgbench",
     sqlite_rounds: Annotated[int, typer.Option(help="SQLite rounds, alternating which side goes first (medians).")
                              ] = 1,
+    sqlite_memory: Annotated[BenchMemory, typer.Option(help="What memory each SQLite side starts with.")
+                             ] = BenchMemory.PRIMED,
     as_json: JsonOption = False,
 ) -> None:
     """Backup and restore against pg_dump/pg_restore and sqlite3's backup, and a drill on the same database."""
     from bench.backup import run_backup_bench
 
     emit(run_backup_bench(size_mb=size_mb, sqlite_mb=sqlite_mb, datasets=tuple(datasets.split(",")),
-                          progress=_bench_progress(as_json), sqlite_rounds=sqlite_rounds), as_json)
+                          progress=_bench_progress(as_json), sqlite_rounds=sqlite_rounds,
+                          sqlite_memory=sqlite_memory.value), as_json)
 
 
 @vectors_app.command("sync")

@@ -51,16 +51,20 @@ def test_backup_bench_measures_both_sides_on_the_same_database(tmp_path: Path) -
     assert 0 < sqlite["backup_seconds"] < sqlite["backup_and_manifest_seconds"] and sqlite["manifest_seconds"] > 0
     assert result["sqlite"]["ratios"]["restore_vs_backup_api"] > 0
     assert result["command"].startswith("python -m bench.backup") and result["machine"]["cores"]
+    assert result["sqlite"]["memory"] == "primed" and "--sqlite-memory primed" in result["command"]
 
 
 def test_sqlite_only_in_rounds_reports_medians_and_each_round(tmp_path: Path) -> None:
     # --datasets none measures SQLite alone (no PostgreSQL needed); each round's files are gone after it.
-    result = run_backup_bench(tmp_path, sqlite_mb=2, datasets=("none",), sqlite_rounds=2)
+    result = run_backup_bench(tmp_path, sqlite_mb=2, datasets=("none",), sqlite_rounds=2, sqlite_memory="as-is")
     json.dumps(result)
     assert "postgresql" not in result
     assert "--datasets none" in result["command"] and "--sqlite-rounds 2" in result["command"]
     sqlite = result["sqlite"]
-    assert sqlite["rounds"] == 2 and len(sqlite["per_round"]) == 2
+    assert sqlite["rounds"] == 2 and len(sqlite["per_round"]) == 2 and sqlite["memory"] == "as-is"
+    assert "--sqlite-memory as-is" in result["command"]
+    with pytest.raises(ValueError, match="primed, idle, as-is"):
+        run_backup_bench(tmp_path, datasets=("none",), sqlite_memory="warm")
     assert all(set(r) == {"theirs", "ours"} for r in sqlite["per_round"])
     backups = sorted(r["ours"]["backup_seconds"] for r in sqlite["per_round"])
     assert sqlite["ours"]["backup_seconds"] == round((backups[0] + backups[1]) / 2, 3)
