@@ -14,6 +14,7 @@ import json
 import os
 import uuid
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -215,19 +216,52 @@ class Verification:
     remaining_rows: dict[str, int]
     scanned: dict[str, int]
     findings: list[str]
+    # Places that hold one of the subject's names and none of their identifiers: for review.
+    mentions: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def mention_counts(self) -> dict[str, int]:
+        """The mentions by kind of store (a place's name can itself hold the name: not kept)."""
+        return dict(Counter(mention.split(" ", 1)[0] for mention in self.mentions))
 
-def verify_erased(platform: Platform, user_id: uuid.UUID | None, identifiers: list[str]) -> Verification:
-    """Re-run the access collection and scan every store for the subject's identifiers."""
+
+def verify_erased(platform: Platform, user_id: uuid.UUID | None, identifiers: list[str],
+                  names: list[str] | None = None) -> Verification:
+    """Re-run the access collection and scan every store for the subject's identifiers.
+
+    identifiers (an email, ids) belong to the subject alone: any left fails the verification.
+    names are shared: other people have the same one, and other creators' documents mention the
+    subject by it, which an erasure of the subject must not delete (nor could ever remove, so
+    failing on them would fail the request on every run). A place that holds a name and no
+    identifier is reported in ``mentions`` for a privacy officer to review (Art. 17(3) weighs
+    such content against the subject's rights) and does not fail the verification.
+    """
     from encaptio_data.privacy.access import AccessExports
 
     graph = AccessExports(platform).collect(user_id)[0] if user_id else SubjectGraph(uuid.UUID(int=0), uuid.UUID(int=0), "")
-    needles = sorted({i for i in identifiers if i and len(i) >= 6})
-    findings: list[str] = []
+    unique = _needles(identifiers)
+    shared = sorted(set(_needles(names or [])) - set(unique))
     scanned: dict[str, int] = {}
+    found = _scan_stores(platform, unique + shared, scanned)
+    findings, mentions = found, []
+    if found and shared:
+        # Only when something was found (the common case reads every store once): read again
+        # for the identifiers alone, to tell what holds the subject from what names them.
+        findings = _scan_stores(platform, unique, {}) if unique else []
+        mentions = sorted(set(found) - set(findings))
+    return Verification(passed=not graph.rows and not findings, remaining_rows=graph.counts, scanned=scanned,
+                        findings=findings, mentions=mentions)
+
+
+def _needles(texts: list[str]) -> list[str]:
+    # Shorter strings turn up by chance in any large store.
+    return sorted({text for text in texts if text and len(text) >= 6})
+
+
+def _scan_stores(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:
+    findings: list[str] = []
     findings += _scan_database(platform, needles, scanned)
     findings += _scan_objects(platform, needles, scanned)
     findings += _scan_vectors(platform, needles, scanned)
@@ -235,8 +269,7 @@ def verify_erased(platform: Platform, user_id: uuid.UUID | None, identifiers: li
     if platform.settings.profile == "embedded":
         findings += scan_directory(platform.settings.root, needles, scanned,
                                    skip={platform.settings.keys_dir.resolve()})
-    return Verification(passed=not graph.rows and not findings, remaining_rows=graph.counts, scanned=scanned,
-                        findings=findings)
+    return findings
 
 
 def _scan_database(platform: Platform, needles: list[str], scanned: dict[str, int]) -> list[str]:

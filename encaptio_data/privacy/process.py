@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from encaptio_data import authz
+from encaptio_data import audit, authz
 from encaptio_data.authz import Permission, Principal
 from encaptio_data.db.enums import ConsentPurpose, RequestType, RestrictionKind
 from encaptio_data.db import sealing
@@ -104,20 +104,28 @@ class RequestProcessor:
             with self.platform.db.session() as session:
                 if session.scalar(sa.select(ErasureLedger.id).where(ErasureLedger.subject_hash == request.subject_hash)) is None:
                     raise EncaptioError(f"request {request.id} no longer names a subject and none was erased")
-            erased, user_id, identifiers = request.steps.get("erasure", {}), None, []
+            erased, user_id, identifiers, names = request.steps.get("erasure", {}), None, [], []
         else:
             user_id = request.user_id
             with self.platform.db.session() as session:
                 user = session.get(User, user_id)
-                identifiers = [user.email, user.name, str(user_id), user_id.hex]
+                identifiers, names = [user.email, str(user_id), user_id.hex], [user.name]
             erased = erase_subject(self.platform, user_id, actor=actor, request_id=request.id).as_dict()
             # No identifier of the subject goes into the request's steps: they must survive the erasure.
             self.requests.record_step(request.id, "erasure", {k: v for k, v in erased.items() if k != "subject_ref"})
-        verification = verify_erased(self.platform, user_id, identifiers)
+        verification = verify_erased(self.platform, user_id, identifiers, names)
         if not verification.passed:
             raise EncaptioError(f"erasure verification found data left: {'; '.join(verification.findings[:5])}")
+        if verification.mentions:
+            # Counts by store only, in the receipt and the audit trail: a place's name (another
+            # creator's file name) can itself hold the subject's name, and neither may keep it.
+            # The officer finds the places by searching for the name they were given.
+            audit.append(self.platform.db, actor=actor, action="erasure.mentions_for_review", target=str(request.id),
+                         organization_id=request.organization_id,
+                         details={"mentions": verification.mention_counts()})
         return {"erased": {k: v for k, v in erased.items() if k not in {"subject_ref", "at"}},
-                "verification": {"passed": True, "scanned": verification.scanned}}
+                "verification": {"passed": True, "scanned": verification.scanned,
+                                 "mentions_for_review": verification.mention_counts()}}
 
     def _rectification(self, request: DataSubjectRequest, actor: str) -> dict[str, Any]:
         user_id = self._user_id(request)

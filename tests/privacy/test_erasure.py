@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from encaptio_data.audit import verify_chain
 from encaptio_data.db.enums import HoldScope
-from encaptio_data.db.models import ErasureLedger, LegalHold, User
+from encaptio_data.content.uploads import upload_key
+from encaptio_data.db.models import AuditEntry, ErasureLedger, LegalHold, User
 from encaptio_data.db.sealing import ERASED
 from encaptio_data.keys import KeyDestroyedError, KeyStore
 from encaptio_data.platform import Platform
@@ -58,6 +59,32 @@ def test_canary_leaves_no_byte_anywhere_and_others_are_untouched(platform: Platf
         assert session.get(User, bystander.user_id) is not None
     assert platform.cache.get(f"session:{bystander.canary}") == bystander.canary.encode()
     assert verify_chain(platform.db).valid
+
+
+def test_a_name_in_someone_elses_document_is_left_for_review_but_an_email_fails(platform: Platform,
+                                                                                officer: str) -> None:
+    named, emailed, author = plant(platform, "named"), plant(platform, "emailed"), plant(platform, "author")
+    notes = f"# Meeting notes\n\nMet {named.name} about telescopes. Write to {emailed.email} about sourdough."
+    platform.objects.put(upload_key(author.organization_id, author.capsule_id, "meeting-notes.md"), notes.encode(),
+                         content_type="text/markdown", metadata={"uploaded-by": str(author.user_id)})
+    run_pipeline(platform)
+
+    # A name is shared: the author's notes keep it, and the request completes with the places counted.
+    result = _erase(platform, named.email, officer)
+    assert result["status"] == "completed", result["status_reason"]
+    mentions = result["receipt"]["verification"]["mentions_for_review"]
+    assert mentions["object"] >= 1 and mentions["vector"] == 1, mentions  # the notes, and their chunks
+    assert named.name not in str(result) and verify_receipt(KeyStore(platform.settings.keys_dir), result["receipt"])
+    left = verify_erased(platform, None, [], [named.name])
+    assert left.passed and left.mentions and not left.findings, "the author's notes are theirs: untouched"
+    with platform.db.session() as session:
+        reviewed = session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "erasure.mentions_for_review")).one()
+    assert reviewed.target == result["id"] and reviewed.details["mentions"] == mentions
+
+    # An email is the subject's alone: the same notes hold it, so that erasure fails, naming the places.
+    failed = _erase(platform, emailed.email, officer)
+    assert failed["status"] == "failed" and "verification found data left" in failed["status_reason"]
+    assert "vector table" in failed["status_reason"]
 
 
 def test_second_erasure_of_the_same_subject_is_a_clear_answer(platform: Platform, officer: str) -> None:
