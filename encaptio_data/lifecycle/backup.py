@@ -96,6 +96,12 @@ POSTGRES_PREFIX = "backups/postgresql/"
 LIVE = "live"
 FORMAT = "encaptio-backup/1"
 CHUNK_BYTES = 8 * 1024 * 1024
+# Decrypted chunks are written a megabyte at a time. A write of 2 MiB or more gets the page cache
+# in large folios, and on a VM whose balloon hands freed memory back to the host those come from
+# memory that must be faulted in again: 219 MB in 8 MiB writes took 0.33-0.57 s a few seconds
+# after memory was freed, in 1 MiB writes 0.04 s either way (session 11, Linux 6.18, Firecracker);
+# the object store writes in 1 MiB pieces already, and SQLite in pages. Any sink may be a file.
+_WRITE_PIECE = 1024 * 1024
 _MAGIC = b"ENCBAK1\n"
 _FRAME = struct.Struct(">BI")  # keys.seal_frames' frame header: final flag, sealed length
 # Where a frame's ciphertext starts (after its header, the envelope's magic and nonce), and the tag after it.
@@ -290,7 +296,9 @@ def unseal(keys: KeyStore, stream: BinaryIO, sink: BinaryIO, *, name: str) -> di
     size = 0
     try:
         for chunk in envelope.open_frames(data_key, digest, stream, chunk_bytes, what=name):
-            sink.write(chunk)
+            view = memoryview(chunk)
+            for start in range(0, len(view), _WRITE_PIECE):
+                sink.write(view[start:start + _WRITE_PIECE])
             plain.update(chunk)
             size += len(chunk)
     except IntegrityError as exc:
@@ -344,7 +352,7 @@ def unseal_into(keys: KeyStore, stream: BinaryIO, fd: int, *, name: str, workers
             spare_sealed.append(sealed)
         written = 0
         while written < len(out):
-            written += os.pwrite(fd, out[written:], offset + written)
+            written += os.pwrite(fd, out[written:written + _WRITE_PIECE], offset + written)
         spare_plain.append(plain)
 
     size = 0
